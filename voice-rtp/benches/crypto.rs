@@ -1,0 +1,2 @@
+//! Placeholder replaced by the seal/open benchmarks.
+fn main() {}

@@ -1,0 +1,169 @@
+//! Sender and receiver reports and their report blocks.
+
+use super::{PacketType, RtcpPacket, be32};
+use crate::{Error, Result};
+
+const BLOCK_LEN: usize = 24;
+
+/// One reception report block (RFC 3550 §6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportBlock {
+    /// The source this block reports on.
+    pub ssrc: u32,
+    /// Fraction lost since the last report, in 1/256 units.
+    pub fraction_lost: u8,
+    /// Cumulative packets lost (24-bit signed on the wire).
+    pub cumulative_lost: i32,
+    /// Extended highest sequence number received.
+    pub highest_sequence: u32,
+    /// Interarrival jitter in timestamp units.
+    pub jitter: u32,
+    /// Middle 32 bits of the last sender report's NTP timestamp.
+    pub last_sr: u32,
+    /// Delay since that sender report, in 1/65536 s.
+    pub delay_since_last_sr: u32,
+}
+
+impl ReportBlock {
+    fn parse(b: &[u8]) -> Self {
+        let raw = be32(&b[4..8]);
+        let lost = (raw & 0x00FF_FFFF) as i32;
+        ReportBlock {
+            ssrc: be32(b),
+            fraction_lost: b[4],
+            cumulative_lost: (lost << 8) >> 8,
+            highest_sequence: be32(&b[8..]),
+            jitter: be32(&b[12..]),
+            last_sr: be32(&b[16..]),
+            delay_since_last_sr: be32(&b[20..]),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        let lost = (self.cumulative_lost.clamp(-0x80_0000, 0x7F_FFFF) as u32) & 0x00FF_FFFF;
+        out.extend_from_slice(&(u32::from(self.fraction_lost) << 24 | lost).to_be_bytes());
+        for v in [
+            self.highest_sequence,
+            self.jitter,
+            self.last_sr,
+            self.delay_since_last_sr,
+        ] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+}
+
+fn check_blocks(body: &[u8], count: u8) -> Result<()> {
+    if body.len() < usize::from(count) * BLOCK_LEN {
+        return Err(Error::MalformedRtcp("report blocks run past the packet"));
+    }
+    Ok(())
+}
+
+/// The sender-information part of a sender report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenderInfo {
+    /// 64-bit NTP timestamp.
+    pub ntp_timestamp: u64,
+    /// RTP timestamp matching the NTP time.
+    pub rtp_timestamp: u32,
+    /// Packets sent.
+    pub packet_count: u32,
+    /// Payload octets sent.
+    pub octet_count: u32,
+}
+
+/// A sender report (packet type 200).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderReport<'a> {
+    /// The sender's SSRC.
+    pub ssrc: u32,
+    /// What the sender sent.
+    pub info: SenderInfo,
+    blocks: &'a [u8],
+    count: u8,
+}
+
+impl<'a> SenderReport<'a> {
+    pub(super) fn parse(p: &RtcpPacket<'a>) -> Result<Self> {
+        let body = p.body()?;
+        if body.len() < 24 {
+            return Err(Error::MalformedRtcp(
+                "sender report shorter than its sender info",
+            ));
+        }
+        let info = SenderInfo {
+            ntp_timestamp: u64::from(be32(&body[4..])) << 32 | u64::from(be32(&body[8..])),
+            rtp_timestamp: be32(&body[12..]),
+            packet_count: be32(&body[16..]),
+            octet_count: be32(&body[20..]),
+        };
+        check_blocks(&body[24..], p.count())?;
+        Ok(SenderReport {
+            ssrc: be32(body),
+            info,
+            blocks: &body[24..],
+            count: p.count(),
+        })
+    }
+    /// The reception report blocks.
+    pub fn blocks(&self) -> impl ExactSizeIterator<Item = ReportBlock> + 'a {
+        let n = usize::from(self.count) * BLOCK_LEN;
+        self.blocks[..n]
+            .chunks_exact(BLOCK_LEN)
+            .map(ReportBlock::parse)
+    }
+}
+
+/// A receiver report (packet type 201).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverReport<'a> {
+    /// The reporter's SSRC.
+    pub ssrc: u32,
+    blocks: &'a [u8],
+    count: u8,
+}
+
+impl<'a> ReceiverReport<'a> {
+    pub(super) fn parse(p: &RtcpPacket<'a>) -> Result<Self> {
+        let body = p.body()?;
+        if body.len() < 4 {
+            return Err(Error::MalformedRtcp("receiver report without SSRC"));
+        }
+        check_blocks(&body[4..], p.count())?;
+        Ok(ReceiverReport {
+            ssrc: be32(body),
+            blocks: &body[4..],
+            count: p.count(),
+        })
+    }
+    /// The reception report blocks.
+    pub fn blocks(&self) -> impl ExactSizeIterator<Item = ReportBlock> + 'a {
+        let n = usize::from(self.count) * BLOCK_LEN;
+        self.blocks[..n]
+            .chunks_exact(BLOCK_LEN)
+            .map(ReportBlock::parse)
+    }
+}
+
+/// Appends a receiver report from `ssrc` with `blocks` (at most 31) to `out`.
+pub fn build_receiver_report(
+    ssrc: u32,
+    blocks: &[ReportBlock],
+    out: &mut Vec<u8>,
+) -> Result<usize> {
+    if blocks.len() > 31 {
+        return Err(Error::OutOfRange("more than 31 report blocks"));
+    }
+    let words = 1 + blocks.len() * BLOCK_LEN / 4;
+    let start = out.len();
+    out.push(0x80 | blocks.len() as u8);
+    out.push(PacketType::ReceiverReport.as_u8());
+    out.extend_from_slice(&(words as u16).to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    for b in blocks {
+        b.write(out);
+    }
+    Ok(out.len() - start)
+}
