@@ -1,0 +1,1 @@
+//! An offline Discord voice server.

@@ -1,0 +1,3 @@
+//! The sans-IO Discord voice connection state machine.
+
+pub mod wire;
