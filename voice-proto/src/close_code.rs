@@ -1,0 +1,96 @@
+//! The close-code policy: what to do when the voice websocket closes.
+//!
+//! One table, from PROTOCOL.md §2.7 and §7.3, for every documented code and
+//! for abnormal closes. The connection consults nothing else.
+
+/// What the connection does after a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseAction {
+    /// Reopen the websocket to the same endpoint and send Resume (op 7);
+    /// before a session exists, Identify again with the same credentials.
+    Resume,
+    /// Start over from main-gateway op 4: fresh credentials, new UDP state.
+    Fresh,
+    /// The socket is gone for good; wait for the main gateway to say whether
+    /// the bot moved (new server update) or left (null channel).
+    AwaitMainGateway,
+    /// Stop: the reason says why.
+    Final(FinalReason),
+}
+
+/// Why a close ends the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FinalReason {
+    /// 4017: the call requires DAVE and the client did not offer it.
+    E2eeRequired,
+    /// 4021: rate limited; never retried automatically.
+    RateLimited,
+    /// A code that means this client sent something wrong (4001-4005 except
+    /// 4004, 4012, 4016, 4020). Retrying would loop.
+    ClientError(u16),
+}
+
+/// The policy table. `code` is `None` for an abnormal close (no close frame,
+/// TCP reset, TLS error, a heartbeat timeout the client detected).
+pub fn close_action(code: Option<u16>) -> CloseAction {
+    match code {
+        None => CloseAction::Resume,
+        Some(code) => match code {
+            // Network and normal closes from the server side: resume
+            // (discord.js: code < 4000 resumes; it also uses 1000 itself to
+            // abandon a socket, so 1000 does not mean "left").
+            0..=3999 => CloseAction::Resume,
+            // Voice server crashed: "try resuming".
+            4015 => CloseAction::Resume,
+            // Session no longer valid (also a failed resume), bad token (retry
+            // once with fresh credentials, bounded by the attempt limit),
+            // session timeout (DISAGREE in §2.7: fresh, like discord.js and
+            // discord.py), server not found.
+            4006 | 4004 | 4009 | 4011 => CloseAction::Fresh,
+            // Kicked, moved, main session dropped; call terminated or server
+            // changed: a server update may follow.
+            4014 | 4022 => CloseAction::AwaitMainGateway,
+            4017 => CloseAction::Final(FinalReason::E2eeRequired),
+            4021 => CloseAction::Final(FinalReason::RateLimited),
+            4001..=4003 | 4005 | 4012 | 4016 | 4020 => CloseAction::Final(FinalReason::ClientError(code)),
+            // Undefined 4xxx codes (4000, 4007, 4008, 4010, 4013, 4018, 4019,
+            // new ones): treat like a crash and resume; the attempt limit
+            // stops a loop.
+            _ => CloseAction::Resume,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_protocol_md() {
+        use CloseAction::*;
+        let cases = [
+            (None, Resume),
+            (Some(1000), Resume),
+            (Some(1006), Resume),
+            (Some(4015), Resume),
+            (Some(4006), Fresh),
+            (Some(4009), Fresh),
+            (Some(4011), Fresh),
+            (Some(4004), Fresh),
+            (Some(4014), AwaitMainGateway),
+            (Some(4022), AwaitMainGateway),
+            (Some(4017), Final(FinalReason::E2eeRequired)),
+            (Some(4021), Final(FinalReason::RateLimited)),
+            (Some(4001), Final(FinalReason::ClientError(4001))),
+            (Some(4016), Final(FinalReason::ClientError(4016))),
+            (Some(4020), Final(FinalReason::ClientError(4020))),
+            (Some(4012), Final(FinalReason::ClientError(4012))),
+            (Some(4000), Resume),
+            (Some(4999), Resume),
+        ];
+        for (code, want) in cases {
+            assert_eq!(close_action(code), want, "{code:?}");
+        }
+    }
+}

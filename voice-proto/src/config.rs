@@ -1,0 +1,102 @@
+//! Configuration of a voice connection.
+
+use core::time::Duration;
+
+use voice_rtp::Mode;
+
+use crate::wire::{GatewayVersion, Snowflake};
+
+/// Everything a [`VoiceConnection`](crate::VoiceConnection) needs up front.
+///
+/// Build it with [`Config::new`] and adjust fields; every limit has a
+/// default that suits Discord.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The guild.
+    pub guild_id: Snowflake,
+    /// The bot's own user id (from the main gateway's READY).
+    pub user_id: Snowflake,
+    /// Acceptable transport modes; [`Mode::PREFERENCE`] decides among them.
+    pub modes: Vec<Mode>,
+    /// Voice gateway version to speak (8 unless testing).
+    pub gateway_version: GatewayVersion,
+    /// Open `ws://` instead of `wss://` (local test servers only).
+    pub plain_ws: bool,
+    /// `max_dave_protocol_version` sent in Identify. 0 until DAVE lands in
+    /// this crate; Discord closes non-stage calls without DAVE with 4017.
+    pub max_dave_protocol_version: u16,
+    /// Self-mute flag sent in op 4.
+    pub self_mute: bool,
+    /// Self-deafen flag sent in op 4.
+    pub self_deaf: bool,
+    /// Seed of the connection's RNG (SSRC-independent choices: initial RTP
+    /// sequence, timestamp and nonce counter, backoff jitter).
+    pub seed: u64,
+    /// Unix time in milliseconds at the `now` given to `new`; heartbeat
+    /// nonces are derived from it (any value works).
+    pub unix_ms_at_start: u64,
+    /// How long to wait for the main gateway's voice state and server
+    /// updates after op 4 (Discord sends nothing for a full channel).
+    pub voice_info_timeout: Duration,
+    /// How long a websocket may take to open.
+    pub ws_open_timeout: Duration,
+    /// How long from Identify (or Resume) to Session Description (or Resumed).
+    pub handshake_timeout: Duration,
+    /// IP discovery: interval between attempts.
+    pub discovery_interval: Duration,
+    /// IP discovery: attempts before giving up on this connection attempt.
+    pub discovery_attempts: u32,
+    /// UDP keepalive interval.
+    pub keepalive_interval: Duration,
+    /// After a 4014/4022 close, how long to wait for a move before giving up.
+    pub move_wait: Duration,
+    /// First reconnect backoff step (the first retry is immediate).
+    pub backoff_base: Duration,
+    /// Largest reconnect backoff.
+    pub backoff_max: Duration,
+    /// Failed reconnect attempts in a row before giving up.
+    pub max_reconnect_attempts: u32,
+    /// Speaking stops (five silence frames follow) when no frame was sent
+    /// for this long.
+    pub speaking_idle: Duration,
+    /// Largest number of queued outputs; beyond it outputs are dropped and
+    /// counted (the caller is not draining).
+    pub max_queued_outputs: usize,
+    /// Largest accepted websocket frame.
+    pub max_frame_len: usize,
+    /// Largest number of tracked remote users (SSRC map entries).
+    pub max_users: usize,
+}
+
+impl Config {
+    /// A configuration for `user_id` in `guild_id`, with default limits.
+    pub fn new(guild_id: Snowflake, user_id: Snowflake) -> Self {
+        Config {
+            guild_id,
+            user_id,
+            modes: Mode::LIVE.to_vec(),
+            gateway_version: GatewayVersion::V8,
+            plain_ws: false,
+            max_dave_protocol_version: 0,
+            self_mute: false,
+            self_deaf: false,
+            seed: 0x5EED_0F_F0_1CE,
+            unix_ms_at_start: 0,
+            voice_info_timeout: Duration::from_secs(15),
+            ws_open_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(15),
+            discovery_interval: Duration::from_secs(1),
+            discovery_attempts: 5,
+            keepalive_interval: Duration::from_secs(5),
+            move_wait: Duration::from_secs(10),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            max_reconnect_attempts: 6,
+            speaking_idle: Duration::from_millis(100),
+            max_queued_outputs: 1024,
+            max_frame_len: 1 << 20,
+            max_users: 4096,
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Sending audio (PROTOCOL.md §3.4, §5): Speaking before the first frame,
+//! RTP sequence and timestamp, transport sealing, and the five-frame silence
+//! trailer when speech stops.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use voice_rtp::{Cipher, Mode, OPUS_SILENCE, RtpHeader, SAMPLES_PER_FRAME, Sealer, SecretKey};
+
+use super::VoiceConnection;
+use crate::error::SendError;
+use crate::output::Output;
+use crate::timer::Timer;
+use crate::wire::{Message, Speaking};
+
+/// Largest Opus frame accepted by `send_opus`: what fits a 1500-byte path
+/// with IP, UDP, RTP and transport overhead to spare.
+pub const MAX_FRAME_LEN: usize = 1400;
+/// Silence frames sent when speech stops.
+const SILENCE_FRAMES: u8 = 5;
+const FRAME: Duration = Duration::from_millis(20);
+
+/// Where to send a datagram that `send_opus` wrote into the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// The voice server's UDP address.
+    pub to: SocketAddr,
+    /// Bytes written to the buffer.
+    pub len: usize,
+}
+
+/// The sending half of an established session.
+pub(crate) struct Sender {
+    sealer: Sealer,
+    sequence: u16,
+    timestamp: u32,
+    /// Whether op 5 with non-zero flags went out since the last stop.
+    pub(crate) speaking: bool,
+    silence_left: u8,
+}
+
+impl Sender {
+    pub(crate) fn new(mode: Mode, key: &SecretKey, sequence: u16, timestamp: u32, nonce: u32) -> Self {
+        Sender {
+            sealer: Sealer::new(Cipher::new(mode, key), nonce),
+            sequence,
+            timestamp,
+            speaking: false,
+            silence_left: 0,
+        }
+    }
+
+    pub(crate) fn cipher(&self) -> &Cipher {
+        self.sealer.cipher()
+    }
+
+    /// Writes one sealed packet carrying `write_payload`'s bytes into `out`.
+    fn build(&mut self, ssrc: u32, out: &mut Vec<u8>, write_payload: impl FnOnce(&mut Vec<u8>)) -> Result<usize, SendError> {
+        out.clear();
+        let mut header = [0u8; 12];
+        RtpHeader::write_basic(&mut header, self.sequence, self.timestamp, ssrc);
+        out.extend_from_slice(&header);
+        write_payload(out);
+        self.sealer.seal(out)?;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_FRAME);
+        Ok(out.len())
+    }
+
+    /// Sequence number and timestamp of the next packet.
+    pub(crate) fn next_position(&self) -> (u16, u32) {
+        (self.sequence, self.timestamp)
+    }
+}
+
+impl VoiceConnection {
+    /// Sends one 20 ms Opus frame: writes the sealed RTP datagram into `out`
+    /// (cleared first; no allocation once it has capacity) and says where to
+    /// send it.
+    ///
+    /// The first frame after silence queues op 5 Speaking: drain
+    /// [`poll_output`](Self::poll_output) before sending the datagram.
+    /// Before the session is established this returns
+    /// [`SendError::NotReady`]; audio is never queued.
+    pub fn send_opus(&mut self, frame: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<Transmit, SendError> {
+        let now = self.advance(now);
+        if frame.len() > MAX_FRAME_LEN {
+            return Err(SendError::FrameTooLarge(frame.len()));
+        }
+        if !self.is_ready() {
+            return Err(SendError::NotReady);
+        }
+        let flags = self.speaking_flags();
+        let Some(link) = self.link.as_mut() else { return Err(SendError::NotReady) };
+        let (ssrc, to) = (link.ssrc, link.server);
+        let Some(sender) = link.sender.as_mut() else { return Err(SendError::NotReady) };
+        let announce = !sender.speaking;
+        sender.speaking = true;
+        sender.silence_left = 0;
+        let transform = &mut self.transform;
+        let len = sender.build(ssrc, out, |out| transform.encrypt_into(frame, out))?;
+        if announce {
+            self.send_message(&Message::Speaking(Speaking { speaking: flags, delay: Some(0), ssrc, user_id: None }));
+        }
+        self.timers.stop(Timer::Silence);
+        self.timers.set(Timer::SpeakingIdle, now + self.config.speaking_idle);
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += len as u64;
+        Ok(Transmit { to, len })
+    }
+
+    fn speaking_flags(&self) -> u32 {
+        1
+    }
+
+    /// Sequence number and timestamp the next frame will carry.
+    pub fn next_rtp_position(&self) -> Option<(u16, u32)> {
+        self.link.as_ref()?.sender.as_ref().map(Sender::next_position)
+    }
+
+    /// Stops speaking now: five silence frames at 20 ms, then op 5 with 0.
+    /// (This also happens by itself when no frame is sent for a while.)
+    pub fn stop_speaking(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.start_silence_trailer(now);
+    }
+
+    /// Starts the silence trailer if audio was flowing; returns whether it did.
+    pub(crate) fn start_silence_trailer(&mut self, now: Instant) -> bool {
+        if !self.is_ready() {
+            return false;
+        }
+        let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) else { return false };
+        if !sender.speaking || sender.silence_left > 0 {
+            return sender.silence_left > 0;
+        }
+        sender.silence_left = SILENCE_FRAMES;
+        self.timers.stop(Timer::SpeakingIdle);
+        self.on_silence_timer(now);
+        true
+    }
+
+    pub(crate) fn on_speaking_idle(&mut self, now: Instant) {
+        self.start_silence_trailer(now);
+    }
+
+    pub(crate) fn on_silence_timer(&mut self, now: Instant) {
+        let ready = self.is_ready();
+        let mut bytes = Vec::new();
+        let Some(link) = self.link.as_mut() else { return self.after_trailer(now) };
+        let (ssrc, to) = (link.ssrc, link.server);
+        let Some(sender) = link.sender.as_mut().filter(|_| ready) else { return self.after_trailer(now) };
+        if sender.silence_left == 0 {
+            return;
+        }
+        match sender.build(ssrc, &mut bytes, |out| out.extend_from_slice(&OPUS_SILENCE)) {
+            Ok(len) => {
+                sender.silence_left -= 1;
+                let left = sender.silence_left;
+                self.stats.packets_sent += 1;
+                self.stats.silence_frames_sent += 1;
+                self.stats.bytes_sent += len as u64;
+                self.push(Output::Transmit { to, bytes });
+                if left > 0 {
+                    self.timers.set(Timer::Silence, now + FRAME);
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not seal a silence frame"),
+        }
+        if let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) {
+            sender.speaking = false;
+            sender.silence_left = 0;
+        }
+        self.send_message(&Message::Speaking(Speaking { speaking: 0, delay: Some(0), ssrc, user_id: None }));
+        self.after_trailer(now);
+    }
+
+    fn after_trailer(&mut self, now: Instant) {
+        if self.leaving {
+            self.finish_leave(now);
+        }
+    }
+}

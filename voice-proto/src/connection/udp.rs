@@ -1,0 +1,151 @@
+//! The UDP side: IP discovery with retries, keepalives, and receiving voice
+//! (PROTOCOL.md §3).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use voice_rtp::discovery::{self, Discovery};
+use voice_rtp::{DatagramKind, classify};
+
+use super::{State, VoiceConnection};
+use crate::error::DatagramError;
+use crate::output::{Output, ReconnectReason};
+use crate::timer::Timer;
+use crate::wire::Snowflake;
+
+/// A voice packet received and opened in place.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VoicePacket<'a> {
+    /// The sender's SSRC.
+    pub ssrc: u32,
+    /// The sender, from the SSRC map.
+    pub user_id: Snowflake,
+    /// RTP sequence number.
+    pub sequence: u16,
+    /// RTP timestamp (48 kHz).
+    pub timestamp: u32,
+    /// The Opus frame (extension body and padding removed, E2EE undone).
+    pub opus: &'a [u8],
+}
+
+/// What a datagram turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Datagram<'a> {
+    /// Voice for the application.
+    Voice(VoicePacket<'a>),
+    /// Handled inside (IP discovery answer, RTCP, keepalive echo).
+    Consumed,
+}
+
+impl VoiceConnection {
+    pub(crate) fn send_discovery(&mut self, now: Instant) {
+        let Some(link) = self.link.as_mut() else { return };
+        link.discovery_attempts += 1;
+        let (to, bytes) = (link.server, discovery::request(link.ssrc).to_vec());
+        self.stats.discovery_attempts += 1;
+        self.push(Output::Transmit { to, bytes });
+        self.timers.set(Timer::Discovery, now + self.config.discovery_interval);
+    }
+
+    pub(crate) fn on_discovery_timer(&mut self, now: Instant) {
+        if self.state != State::Discovering {
+            return;
+        }
+        let attempts = self.link.as_ref().map_or(0, |l| l.discovery_attempts);
+        if attempts >= self.config.discovery_attempts {
+            self.fail(now, ReconnectReason::DiscoveryTimeout, super::Pending::Reidentify);
+        } else {
+            self.send_discovery(now);
+        }
+    }
+
+    /// discord.js's keepalive: a u32 little-endian counter and four zeros,
+    /// every 5 s; the server need not answer.
+    pub(crate) fn send_keepalive(&mut self, now: Instant) {
+        let Some(link) = self.link.as_mut() else { return };
+        let mut bytes = Vec::with_capacity(8);
+        bytes.extend_from_slice(&link.keepalive_counter.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        link.keepalive_counter = link.keepalive_counter.wrapping_add(1);
+        let to = link.server;
+        self.stats.keepalives_sent += 1;
+        self.push(Output::Transmit { to, bytes });
+        self.timers.set(Timer::Keepalive, now + self.config.keepalive_interval);
+    }
+
+    pub(crate) fn on_keepalive_timer(&mut self, now: Instant) {
+        self.send_keepalive(now);
+    }
+
+    /// A datagram arrived on the voice socket from `from`. It is opened in
+    /// place in `buf`; voice comes back as [`Datagram::Voice`] borrowing
+    /// `buf`. A bad datagram is an error for it alone (and counted).
+    pub fn handle_datagram<'a>(
+        &mut self,
+        from: SocketAddr,
+        buf: &'a mut [u8],
+        now: Instant,
+    ) -> Result<Datagram<'a>, DatagramError> {
+        self.advance(now);
+        let Some(link) = self.link.as_ref() else {
+            self.stats.not_ready_drops += 1;
+            return Err(DatagramError::NotReady);
+        };
+        if from != link.server {
+            self.stats.foreign_source_drops += 1;
+            return Err(DatagramError::ForeignSource);
+        }
+        match classify(buf) {
+            DatagramKind::DiscoveryResponse => {
+                let d = Discovery::parse_response(buf).inspect_err(|_| self.stats.unrecognised_datagrams += 1)?;
+                if self.state == State::Discovering && d.ssrc == link.ssrc {
+                    let (address, port) = (d.address.to_owned(), d.port);
+                    self.select_protocol(address, port);
+                }
+                Ok(Datagram::Consumed)
+            }
+            DatagramKind::Rtcp => {
+                let Some(sender) = link.sender.as_ref() else {
+                    self.stats.not_ready_drops += 1;
+                    return Err(DatagramError::NotReady);
+                };
+                // Reports are authenticated and otherwise unused (PROTOCOL.md
+                // §3.6: a bot may ignore RTCP).
+                sender.cipher().open_rtcp(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
+                self.stats.rtcp_received += 1;
+                Ok(Datagram::Consumed)
+            }
+            DatagramKind::Rtp => self.receive_rtp(buf),
+            _ => {
+                self.stats.unrecognised_datagrams += 1;
+                Err(DatagramError::Unrecognised)
+            }
+        }
+    }
+
+    fn receive_rtp<'a>(&mut self, buf: &'a mut [u8]) -> Result<Datagram<'a>, DatagramError> {
+        let len = buf.len();
+        let Some(sender) = self.link.as_ref().and_then(|l| l.sender.as_ref()) else {
+            self.stats.not_ready_drops += 1;
+            return Err(DatagramError::NotReady);
+        };
+        let ssrc = voice_rtp::RtpPacket::new(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?.ssrc();
+        let Some(&user_id) = self.users.get(&ssrc) else {
+            self.stats.unknown_ssrc_drops += 1;
+            return Err(DatagramError::UnknownSsrc(ssrc));
+        };
+        let opened = sender.cipher().open(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += len as u64;
+        let h = opened.header;
+        let opus = self.transform.decrypt(user_id, opened.payload);
+        Ok(Datagram::Voice(VoicePacket {
+            ssrc,
+            user_id,
+            sequence: h.sequence,
+            timestamp: h.timestamp,
+            opus,
+        }))
+    }
+}

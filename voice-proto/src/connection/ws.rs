@@ -1,0 +1,230 @@
+//! The voice websocket: handshake, heartbeats, sequence tracking and the
+//! messages of PROTOCOL.md §2.
+
+use std::time::Instant;
+
+use super::{Link, State, VoiceConnection, Ws};
+use crate::error::WsError;
+use crate::heartbeat::{Beat, Heartbeat};
+use crate::output::{DisconnectReason, Event, ReconnectReason};
+use crate::timer::Timer;
+use crate::wire::{
+    DaveBinary, Heartbeat as HeartbeatMsg, Identify, Message, Ready, Resume, SelectProtocol, SelectProtocolData,
+    SessionDescription, Speaking, WireError, WsMessage,
+};
+
+impl VoiceConnection {
+    /// The websocket asked for by `ConnectWs` is open: Identify or Resume
+    /// goes out at once.
+    pub fn handle_ws_open(&mut self, now: Instant) {
+        let now = self.advance(now);
+        let Ws::Opening { resume } = self.ws else { return };
+        self.ws = Ws::Open { resume };
+        self.timers.stop(Timer::WsOpen);
+        self.timers.set(Timer::Handshake, now + self.config.handshake_timeout);
+        let (Some(session_id), Some(token)) = (self.info.session_id.clone(), self.info.token.clone()) else {
+            // Credentials were withdrawn meanwhile; wait for new ones.
+            self.drop_ws(1000);
+            self.await_voice_info(now);
+            return;
+        };
+        let server_id = self.config.guild_id;
+        if resume {
+            self.send_message(&Message::Resume(Resume { server_id, session_id, token, seq_ack: self.last_seq }));
+        } else {
+            let max = self.config.max_dave_protocol_version;
+            let identify = Identify {
+                server_id,
+                user_id: self.config.user_id,
+                session_id,
+                token,
+                max_dave_protocol_version: (self.config.gateway_version == crate::wire::GatewayVersion::V8).then_some(max),
+            };
+            self.send_message(&Message::Identify(identify));
+            self.state = State::Identifying;
+        }
+    }
+
+    /// The websocket closed (`code` is `None` when no close frame came).
+    /// Not to be called for a socket the connection itself closed.
+    pub fn handle_ws_close(&mut self, code: Option<u16>, now: Instant) {
+        let now = self.advance(now);
+        if self.ws == Ws::Closed || self.state == State::Closed {
+            return;
+        }
+        tracing::info!(?code, "voice websocket closed");
+        self.on_ws_closed(code, now);
+    }
+
+    /// A websocket message arrived. A malformed one is an error for that
+    /// message only.
+    pub fn handle_ws_message(&mut self, msg: WsMessage<'_>, now: Instant) -> Result<(), WsError> {
+        let now = self.advance(now);
+        if !matches!(self.ws, Ws::Open { .. }) {
+            return Err(WsError::NotOpen);
+        }
+        self.stats.ws_frames_received += 1;
+        let len = match msg {
+            WsMessage::Text(t) => t.len(),
+            WsMessage::Binary(b) => b.len(),
+        };
+        if len > self.config.max_frame_len {
+            self.stats.malformed_frames += 1;
+            return Err(WireError::TooLarge(len).into());
+        }
+        match msg {
+            WsMessage::Text(text) => {
+                let frame = Message::parse(text).inspect_err(|_| self.stats.malformed_frames += 1)?;
+                if let Some(seq) = frame.seq {
+                    self.last_seq = Some(seq);
+                }
+                self.on_message(frame.message, now)
+            }
+            WsMessage::Binary(bytes) => {
+                let (seq, dave) = DaveBinary::parse_server(bytes).inspect_err(|_| self.stats.malformed_frames += 1)?;
+                self.last_seq = Some(i64::from(seq));
+                // DAVE is not negotiated by this build (max version 0); the
+                // frames are parsed so that the sequence stays right.
+                tracing::debug!(op = dave.op(), "ignoring DAVE binary message");
+                self.stats.ignored_frames += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn on_message(&mut self, m: Message, now: Instant) -> Result<(), WsError> {
+        match m {
+            Message::Hello(h) => {
+                let hb = Heartbeat::new(h.heartbeat_interval, now);
+                self.timers.set(Timer::Heartbeat, hb.deadline());
+                self.heartbeat = Some(hb);
+            }
+            Message::HeartbeatAck(a) => {
+                let acked = self.heartbeat.as_mut().is_some_and(|hb| hb.on_ack(a.nonce, now));
+                if acked {
+                    self.stats.heartbeat_acks += 1;
+                    self.stats.heartbeat_rtt = self.heartbeat.as_ref().and_then(|hb| hb.rtt);
+                } else {
+                    self.stats.stray_acks += 1;
+                }
+            }
+            Message::Ready(r) => return self.on_ready(r, now),
+            Message::SessionDescription(sd) => return self.on_session_description(sd, now),
+            Message::Resumed => {
+                if self.state != State::Resuming {
+                    return Err(WsError::Unexpected("Resumed while not resuming"));
+                }
+                self.timers.stop(Timer::Handshake);
+                self.state = State::Connected;
+                self.backoff.reset();
+                if let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) {
+                    // The next frame announces Speaking again.
+                    sender.speaking = false;
+                }
+                self.event(Event::Resumed);
+            }
+            Message::Speaking(s) => self.on_speaking(s),
+            Message::ClientsConnect(c) => self.event(Event::ClientsConnected { user_ids: c.user_ids }),
+            Message::ClientDisconnect(c) => {
+                self.users.retain(|_, u| *u != c.user_id);
+                self.event(Event::ClientDisconnected { user_id: c.user_id });
+            }
+            _ => {
+                // Unknown and client-only opcodes, and DAVE JSON opcodes
+                // (DAVE is not negotiated by this build).
+                self.stats.ignored_frames += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_speaking(&mut self, s: Speaking) {
+        let Some(user_id) = s.user_id else { return };
+        if !self.users.contains_key(&s.ssrc) && self.users.len() >= self.config.max_users {
+            self.stats.users_dropped += 1;
+            return;
+        }
+        self.users.insert(s.ssrc, user_id);
+        self.event(Event::Speaking { user_id, ssrc: s.ssrc, flags: s.speaking });
+    }
+
+    fn on_ready(&mut self, r: Ready, now: Instant) -> Result<(), WsError> {
+        if self.state != State::Identifying {
+            return Err(WsError::Unexpected("Ready outside the handshake"));
+        }
+        let Some(mode) = voice_rtp::Mode::select(r.modes.iter().map(String::as_str), &self.config.modes) else {
+            tracing::warn!(modes = ?r.modes, "no common encryption mode");
+            self.disconnect(DisconnectReason::NoCommonMode);
+            return Ok(());
+        };
+        let Ok(ip) = r.ip.parse::<std::net::IpAddr>() else {
+            self.fail(now, ReconnectReason::BadReady, super::Pending::Reidentify);
+            return Ok(());
+        };
+        self.link = Some(Link {
+            ssrc: r.ssrc,
+            server: std::net::SocketAddr::new(ip, r.port),
+            mode,
+            discovery_attempts: 0,
+            keepalive_counter: 0,
+            sender: None,
+        });
+        self.state = State::Discovering;
+        self.send_discovery(now);
+        self.send_keepalive(now);
+        Ok(())
+    }
+
+    /// IP discovery answered: select the protocol.
+    pub(crate) fn select_protocol(&mut self, address: String, port: u16) {
+        let Some(link) = self.link.as_ref() else { return };
+        let data = SelectProtocolData { address, port, mode: link.mode.as_str().to_owned() };
+        self.timers.stop(Timer::Discovery);
+        self.send_message(&Message::SelectProtocol(SelectProtocol { protocol: "udp".into(), data }));
+        self.state = State::SelectingProtocol;
+    }
+
+    fn on_session_description(&mut self, sd: SessionDescription, now: Instant) -> Result<(), WsError> {
+        if self.state != State::SelectingProtocol {
+            return Err(WsError::Unexpected("Session Description outside the handshake"));
+        }
+        let Some(mode) = voice_rtp::Mode::from_name(&sd.mode).filter(|m| self.config.modes.contains(m)) else {
+            return Err(WsError::Unexpected("Session Description with a mode not offered"));
+        };
+        let (seq, ts, nonce) = (self.rng.u16(..), self.rng.u32(..), self.rng.u32(..));
+        let Some(link) = self.link.as_mut() else { return Err(WsError::Unexpected("no Ready before Session Description")) };
+        link.mode = mode;
+        link.sender = Some(super::media::Sender::new(mode, &sd.secret_key, seq, ts, nonce));
+        let ssrc = link.ssrc;
+        self.transform.set_version(sd.dave_protocol_version);
+        self.timers.stop(Timer::Handshake);
+        self.state = State::Connected;
+        self.backoff.reset();
+        let _ = now;
+        self.event(Event::Connected { mode, ssrc });
+        Ok(())
+    }
+
+    pub(crate) fn on_heartbeat_timer(&mut self, now: Instant) {
+        let base = self.unix_ms(now);
+        let Some(hb) = self.heartbeat.as_mut() else { return };
+        match hb.on_timeout(now, base) {
+            Some(Beat::Send(nonce)) => {
+                let at = hb.deadline();
+                self.timers.set(Timer::Heartbeat, at);
+                self.stats.heartbeats_sent += 1;
+                let seq_ack = self.last_seq;
+                self.send_message(&Message::Heartbeat(HeartbeatMsg { nonce, seq_ack }));
+            }
+            Some(Beat::Zombie) => {
+                self.stats.zombie_closes += 1;
+                tracing::warn!("heartbeat not acknowledged; resuming");
+                self.fail(now, ReconnectReason::ZombieConnection, super::Pending::Resume);
+            }
+            None => {
+                let at = hb.deadline();
+                self.timers.set(Timer::Heartbeat, at);
+            }
+        }
+    }
+}
