@@ -30,7 +30,8 @@ impl VoiceConnection {
         }
         self.leaving = false;
         self.ghost = None;
-        let moving = self.channel.is_some() && matches!(self.state, State::Connected | State::Resuming);
+        let moving =
+            self.channel.is_some() && matches!(self.state, State::Connected | State::Resuming);
         self.channel = Some(channel);
         self.op4(Some(channel));
         if !moving {
@@ -47,7 +48,8 @@ impl VoiceConnection {
 
     pub(crate) fn await_voice_info(&mut self, now: Instant) {
         self.state = State::AwaitingVoiceInfo;
-        self.timers.set(Timer::VoiceInfo, now + self.config.voice_info_timeout);
+        self.timers
+            .set(Timer::VoiceInfo, now + self.config.voice_info_timeout);
     }
 
     /// Leaves the channel: five silence frames if audio was flowing, then op
@@ -76,7 +78,9 @@ impl VoiceConnection {
         self.pending = None;
         self.leaving = false;
         self.state = State::Idle;
-        self.event(Event::Disconnected { reason: DisconnectReason::Requested });
+        self.event(Event::Disconnected {
+            reason: DisconnectReason::Requested,
+        });
         if self.closing {
             self.state = State::Closed;
             self.event(Event::Closed);

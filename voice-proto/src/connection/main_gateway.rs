@@ -23,7 +23,8 @@ impl VoiceConnection {
     }
 
     fn on_voice_state(&mut self, u: VoiceStateUpdate, now: Instant) {
-        if u.user_id != self.config.user_id || u.guild_id.is_some_and(|g| g != self.config.guild_id) {
+        if u.user_id != self.config.user_id || u.guild_id.is_some_and(|g| g != self.config.guild_id)
+        {
             return;
         }
         self.info.session_id = Some(u.session_id);
@@ -64,7 +65,9 @@ impl VoiceConnection {
             self.info.token = Some(u.token);
             self.timers.stop(Timer::MoveWait);
             self.await_voice_info(now);
-            self.event(Event::Reconnecting { reason: ReconnectReason::EndpointRemoved });
+            self.event(Event::Reconnecting {
+                reason: ReconnectReason::EndpointRemoved,
+            });
             return;
         };
         let same = self
@@ -93,7 +96,9 @@ impl VoiceConnection {
             _ => {
                 // New server or token while connected or connecting: a fresh
                 // connection with the new credentials, never a resume.
-                self.event(Event::Reconnecting { reason: ReconnectReason::EndpointChanged });
+                self.event(Event::Reconnecting {
+                    reason: ReconnectReason::EndpointChanged,
+                });
                 self.drop_session(1000);
                 self.pending = None;
                 self.timers.stop(Timer::Reconnect);

@@ -40,7 +40,13 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(mode: Mode, key: &SecretKey, sequence: u16, timestamp: u32, nonce: u32) -> Self {
+    pub(crate) fn new(
+        mode: Mode,
+        key: &SecretKey,
+        sequence: u16,
+        timestamp: u32,
+        nonce: u32,
+    ) -> Self {
         Sender {
             sealer: Sealer::new(Cipher::new(mode, key), nonce),
             sequence,
@@ -55,7 +61,12 @@ impl Sender {
     }
 
     /// Writes one sealed packet carrying `write_payload`'s bytes into `out`.
-    fn build(&mut self, ssrc: u32, out: &mut Vec<u8>, write_payload: impl FnOnce(&mut Vec<u8>)) -> Result<usize, SendError> {
+    fn build(
+        &mut self,
+        ssrc: u32,
+        out: &mut Vec<u8>,
+        write_payload: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<usize, SendError> {
         out.clear();
         let mut header = [0u8; 12];
         RtpHeader::write_basic(&mut header, self.sequence, self.timestamp, ssrc);
@@ -82,7 +93,12 @@ impl VoiceConnection {
     /// [`poll_output`](Self::poll_output) before sending the datagram.
     /// Before the session is established this returns
     /// [`SendError::NotReady`]; audio is never queued.
-    pub fn send_opus(&mut self, frame: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<Transmit, SendError> {
+    pub fn send_opus(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<Transmit, SendError> {
         let now = self.advance(now);
         if frame.len() > MAX_FRAME_LEN {
             return Err(SendError::FrameTooLarge(frame.len()));
@@ -91,19 +107,29 @@ impl VoiceConnection {
             return Err(SendError::NotReady);
         }
         let flags = self.speaking_flags();
-        let Some(link) = self.link.as_mut() else { return Err(SendError::NotReady) };
+        let Some(link) = self.link.as_mut() else {
+            return Err(SendError::NotReady);
+        };
         let (ssrc, to) = (link.ssrc, link.server);
-        let Some(sender) = link.sender.as_mut() else { return Err(SendError::NotReady) };
+        let Some(sender) = link.sender.as_mut() else {
+            return Err(SendError::NotReady);
+        };
         let announce = !sender.speaking;
         sender.speaking = true;
         sender.silence_left = 0;
         let transform = &mut self.transform;
         let len = sender.build(ssrc, out, |out| transform.encrypt_into(frame, out))?;
         if announce {
-            self.send_message(&Message::Speaking(Speaking { speaking: flags, delay: Some(0), ssrc, user_id: None }));
+            self.send_message(&Message::Speaking(Speaking {
+                speaking: flags,
+                delay: Some(0),
+                ssrc,
+                user_id: None,
+            }));
         }
         self.timers.stop(Timer::Silence);
-        self.timers.set(Timer::SpeakingIdle, now + self.config.speaking_idle);
+        self.timers
+            .set(Timer::SpeakingIdle, now + self.config.speaking_idle);
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
         Ok(Transmit { to, len })
@@ -115,7 +141,11 @@ impl VoiceConnection {
 
     /// Sequence number and timestamp the next frame will carry.
     pub fn next_rtp_position(&self) -> Option<(u16, u32)> {
-        self.link.as_ref()?.sender.as_ref().map(Sender::next_position)
+        self.link
+            .as_ref()?
+            .sender
+            .as_ref()
+            .map(Sender::next_position)
     }
 
     /// Stops speaking now: five silence frames at 20 ms, then op 5 with 0.
@@ -130,7 +160,9 @@ impl VoiceConnection {
         if !self.is_ready() {
             return false;
         }
-        let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) else { return false };
+        let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) else {
+            return false;
+        };
         if !sender.speaking || sender.silence_left > 0 {
             return sender.silence_left > 0;
         }
@@ -147,9 +179,13 @@ impl VoiceConnection {
     pub(crate) fn on_silence_timer(&mut self, now: Instant) {
         let ready = self.is_ready();
         let mut bytes = Vec::new();
-        let Some(link) = self.link.as_mut() else { return self.after_trailer(now) };
+        let Some(link) = self.link.as_mut() else {
+            return self.after_trailer(now);
+        };
         let (ssrc, to) = (link.ssrc, link.server);
-        let Some(sender) = link.sender.as_mut().filter(|_| ready) else { return self.after_trailer(now) };
+        let Some(sender) = link.sender.as_mut().filter(|_| ready) else {
+            return self.after_trailer(now);
+        };
         if sender.silence_left == 0 {
             return;
         }
@@ -172,7 +208,12 @@ impl VoiceConnection {
             sender.speaking = false;
             sender.silence_left = 0;
         }
-        self.send_message(&Message::Speaking(Speaking { speaking: 0, delay: Some(0), ssrc, user_id: None }));
+        self.send_message(&Message::Speaking(Speaking {
+            speaking: 0,
+            delay: Some(0),
+            ssrc,
+            user_id: None,
+        }));
         self.after_trailer(now);
     }
 

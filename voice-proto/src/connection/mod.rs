@@ -29,8 +29,8 @@ use crate::timer::{Timer, Timers};
 use crate::transform::FrameTransform;
 use crate::wire::{Snowflake, WsFrame};
 
-pub use self::udp::{Datagram, VoicePacket};
 pub use self::media::Transmit;
+pub use self::udp::{Datagram, VoicePacket};
 
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +218,8 @@ impl VoiceConnection {
 
     /// Whether audio can be sent now.
     pub fn is_ready(&self) -> bool {
-        matches!(self.state, State::Connected | State::Resuming) && self.link.as_ref().is_some_and(|l| l.sender.is_some())
+        matches!(self.state, State::Connected | State::Resuming)
+            && self.link.as_ref().is_some_and(|l| l.sender.is_some())
     }
 
     /// The next output. Drain until [`Output::Timeout`], which is always last.
@@ -238,7 +239,9 @@ impl VoiceConnection {
         // Firing a timer may arm another for `now` (a zero backoff); the
         // bound only guards against a logic error turning into a hang.
         for _ in 0..64 {
-            let Some(t) = self.expired_timer(now) else { break };
+            let Some(t) = self.expired_timer(now) else {
+                break;
+            };
             self.on_timer(t, now);
         }
     }
@@ -270,7 +273,11 @@ impl VoiceConnection {
         match t {
             Timer::VoiceInfo => self.on_voice_info_timeout(now),
             Timer::WsOpen => self.fail(now, crate::ReconnectReason::WsOpenTimeout, Pending::Resume),
-            Timer::Handshake => self.fail(now, crate::ReconnectReason::HandshakeTimeout, Pending::Resume),
+            Timer::Handshake => self.fail(
+                now,
+                crate::ReconnectReason::HandshakeTimeout,
+                Pending::Resume,
+            ),
             Timer::Heartbeat => self.on_heartbeat_timer(now),
             Timer::Discovery => self.on_discovery_timer(now),
             Timer::Keepalive => self.on_keepalive_timer(now),
@@ -307,7 +314,9 @@ impl VoiceConnection {
     /// Milliseconds of wall time for heartbeat nonces.
     pub(crate) fn unix_ms(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.start).as_millis();
-        self.config.unix_ms_at_start.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+        self.config
+            .unix_ms_at_start
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 
     #[cfg(any(test, feature = "fuzzing"))]

@@ -1,0 +1,100 @@
+//! Fuzz target bodies, compiled into the crate so that stable CI replays the
+//! committed corpus through the same code the fuzzer runs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::wire::{DaveBinary, Message, Snowflake, WsMessage};
+use crate::{Config, GatewayEvent, Output, VoiceConnection, VoiceServerUpdate, VoiceStateUpdate};
+
+/// Parses `data` as a text and as a binary voice gateway frame; anything
+/// parsed serialises again without panicking.
+pub fn ws_payload(data: &[u8]) {
+    if let Ok(text) = core::str::from_utf8(data) {
+        if let Ok(frame) = Message::parse(text) {
+            let _ = frame
+                .message
+                .to_json(crate::wire::GatewayVersion::V8, frame.seq);
+            let _ = frame.message.to_json(crate::wire::GatewayVersion::V4, None);
+        }
+    }
+    if let Ok((_, b)) = DaveBinary::parse_server(data) {
+        let mut out = Vec::new();
+        b.encode(Some(1), &mut out);
+    }
+    let _ = DaveBinary::parse_client(data);
+}
+
+/// Drives a connection with operations decoded from `data`, checking the
+/// invariants after every drain: bounded queue, deadline not in the past.
+pub fn connection(data: &[u8]) {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut conn = VoiceConnection::new(Config::new(Snowflake(1), Snowflake(2)), now);
+    let mut out = Vec::new();
+    let mut chunks = data.chunks(16);
+    for _ in 0..1000 {
+        let Some(chunk) = chunks.next() else { break };
+        let (op, rest) = chunk.split_first().unwrap_or((&0, &[]));
+        match op % 12 {
+            0 => conn.join(Snowflake(3), now),
+            1 => conn.handle_gateway_event(
+                GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
+                    guild_id: Some(Snowflake(1)),
+                    channel_id: rest.first().map(|&c| Snowflake(u64::from(c % 2) + 3)),
+                    user_id: Snowflake(2),
+                    session_id: "s".into(),
+                }),
+                now,
+            ),
+            2 => conn.handle_gateway_event(
+                GatewayEvent::VoiceServerUpdate(VoiceServerUpdate {
+                    guild_id: Snowflake(1),
+                    token: "t".into(),
+                    endpoint: (rest.first() != Some(&0)).then(|| "127.0.0.1:9".into()),
+                }),
+                now,
+            ),
+            3 => conn.handle_ws_open(now),
+            4 => {
+                let _ =
+                    conn.handle_ws_message(WsMessage::Text(&String::from_utf8_lossy(rest)), now);
+            }
+            5 => {
+                let _ = conn.handle_ws_message(WsMessage::Binary(rest), now);
+            }
+            6 => conn.handle_ws_close(rest.first().map(|&c| 4000 + u16::from(c % 23)), now),
+            7 => {
+                let mut buf = rest.to_vec();
+                let _ = conn.handle_datagram(server, &mut buf, now);
+            }
+            8 => {
+                let _ = conn.send_opus(rest, now, &mut out);
+            }
+            9 => now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(0)) * 50),
+            10 => conn.leave(now),
+            _ => {
+                let text = match rest.first().copied().unwrap_or(0) % 4 {
+                    0 => r#"{"op":8,"d":{"heartbeat_interval":1000}}"#,
+                    1 => {
+                        r#"{"op":2,"d":{"ssrc":1,"ip":"127.0.0.1","port":9,"modes":["aead_aes256_gcm_rtpsize"]}}"#
+                    }
+                    2 => {
+                        r#"{"op":4,"d":{"mode":"aead_aes256_gcm_rtpsize","secret_key":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32],"dave_protocol_version":0}}"#
+                    }
+                    _ => r#"{"op":5,"d":{"user_id":"7","ssrc":5,"speaking":1}}"#,
+                };
+                let _ = conn.handle_ws_message(WsMessage::Text(text), now);
+            }
+        }
+        conn.handle_timeout(now);
+        assert!(conn.queued_outputs() <= conn.config().max_queued_outputs);
+        loop {
+            if let Output::Timeout { at, .. } = conn.poll_output() {
+                assert!(at.is_none_or(|at| at >= now), "deadline in the past");
+                break;
+            }
+        }
+    }
+}
