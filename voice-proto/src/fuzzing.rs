@@ -25,10 +25,10 @@ pub fn ws_payload(data: &[u8]) {
     let _ = DaveBinary::parse_client(data);
 }
 
-/// Drives a connection with operations decoded from `data`, checking the
-/// invariants after every drain: bounded queue, deadline not in the past.
-pub fn connection(data: &[u8]) {
-    let t0 = Instant::now();
+/// Drives a connection with operations decoded from `data`, starting at
+/// `t0`, checking the invariants after every drain: bounded queue, deadline
+/// not in the past.
+pub fn connection(data: &[u8], t0: Instant) {
     let mut now = t0;
     let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9));
     let mut conn = VoiceConnection::new(Config::new(Snowflake(1), Snowflake(2)), now);
