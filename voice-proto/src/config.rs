@@ -33,6 +33,11 @@ pub struct Config {
     /// Seed of the connection's RNG (SSRC-independent choices: initial RTP
     /// sequence, timestamp and nonce counter, backoff jitter).
     pub seed: u64,
+    /// First RTP sequence number of each new session; `None` picks one from
+    /// the RNG (what Discord clients do).
+    pub initial_sequence: Option<u16>,
+    /// First RTP timestamp of each new session; `None` picks one from the RNG.
+    pub initial_timestamp: Option<u32>,
     /// Unix time in milliseconds at the `now` given to `new`; heartbeat
     /// nonces are derived from it (any value works).
     pub unix_ms_at_start: u64,
@@ -82,6 +87,8 @@ impl Config {
             self_mute: false,
             self_deaf: false,
             seed: 0x5EED_0F_F0_1CE,
+            initial_sequence: None,
+            initial_timestamp: None,
             unix_ms_at_start: 0,
             voice_info_timeout: Duration::from_secs(15),
             ws_open_timeout: Duration::from_secs(10),

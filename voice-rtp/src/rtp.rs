@@ -207,9 +207,17 @@ impl<'a> RtpPacketMut<'a> {
         RtpPacket { buf: self.buf }
     }
 
-    /// Sets the marker bit.
-    pub fn set_marker(&mut self, marker: bool) {
-        self.buf[1] = (self.buf[1] & 0x7F) | if marker { 0x80 } else { 0 };
+    /// Sets the marker bit. Refused when the result would read as RTCP
+    /// (marker set with a payload type in 64..=95, RFC 5761).
+    pub fn set_marker(&mut self, marker: bool) -> Result<()> {
+        let b1 = (self.buf[1] & 0x7F) | if marker { 0x80 } else { 0 };
+        if second_byte_is_rtcp(b1) {
+            return Err(Error::OutOfRange(
+                "marker with this payload type reads as RTCP",
+            ));
+        }
+        self.buf[1] = b1;
+        Ok(())
     }
     /// Sets the payload type; values above 127 are an error.
     pub fn set_payload_type(&mut self, pt: u8) -> Result<()> {
@@ -408,8 +416,12 @@ mod tests {
         m.set_sequence(65535);
         m.set_timestamp(u32::MAX);
         m.set_ssrc(7);
-        m.set_marker(true);
+        m.set_marker(true).unwrap();
         assert!(m.set_payload_type(200).is_err());
+        assert!(
+            m.set_payload_type(72).is_err(),
+            "marker + 72 reads as RTCP 200"
+        );
         m.set_payload_type(111).unwrap();
         let p = RtpPacket::new(&h).unwrap();
         assert_eq!(

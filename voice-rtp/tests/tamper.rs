@@ -2,6 +2,8 @@
 //! part, one bit each, must fail authentication; header bytes must fail in
 //! the modes that authenticate the header.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TransportRecord, transport_records};
@@ -142,7 +144,10 @@ fn truncation_and_wrong_key_fail() {
         k[0] ^= 0x80;
         let other = Cipher::new(mode, &voice_rtp::SecretKey::new(k));
         let mut buf = d.clone();
-        assert_eq!(other.open(&mut buf).err(), Some(Error::AuthenticationFailed));
+        assert_eq!(
+            other.open(&mut buf).err(),
+            Some(Error::AuthenticationFailed)
+        );
         // Another primitive or nonce layout must not open it. (The rtpsize
         // and plain variants of one primitive agree on packets without CSRCs
         // or extension, so they are not compared here.)
@@ -151,7 +156,10 @@ fn truncation_and_wrong_key_fail() {
             .filter(|&m| family(m) != family(mode))
         {
             let mut buf = d.clone();
-            assert!(Cipher::new(m, &r.key()).open(&mut buf).is_err(), "{mode} as {m}");
+            assert!(
+                Cipher::new(m, &r.key()).open(&mut buf).is_err(),
+                "{mode} as {m}"
+            );
         }
     }
 }

@@ -236,6 +236,8 @@ impl VoiceConnection {
             ));
         };
         let (seq, ts, nonce) = (self.rng.u16(..), self.rng.u32(..), self.rng.u32(..));
+        let seq = self.config.initial_sequence.unwrap_or(seq);
+        let ts = self.config.initial_timestamp.unwrap_or(ts);
         let Some(link) = self.link.as_mut() else {
             return Err(WsError::Unexpected("no Ready before Session Description"));
         };

@@ -17,8 +17,8 @@
 
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit};
-use chacha20::hchacha;
 use chacha20::cipher::consts::U10;
+use chacha20::hchacha;
 use crypto_secretbox::XSalsa20Poly1305;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
 use zeroize::{Zeroize, Zeroizing};
@@ -100,7 +100,12 @@ fn xchacha_key(key: &[u8; 32], nonce: &[u8]) -> Result<(LessSafeKey, Nonce), Err
     Ok((key, Nonce::assume_unique_for_key(n)))
 }
 
-fn xchacha_seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+fn xchacha_seal(
+    key: &[u8; 32],
+    nonce: &[u8],
+    aad: &[u8],
+    data: &mut [u8],
+) -> Result<[u8; TAG_LEN], Error> {
     let (k, n) = xchacha_key(key, nonce)?;
     let tag = k
         .seal_in_place_separate_tag(n, Aad::from(aad), data)
@@ -110,7 +115,13 @@ fn xchacha_seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Re
     Ok(out)
 }
 
-fn xchacha_open(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> Result<(), Error> {
+fn xchacha_open(
+    key: &[u8; 32],
+    nonce: &[u8],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8],
+) -> Result<(), Error> {
     let (k, n) = xchacha_key(key, nonce)?;
     let tag = Tag::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
     k.open_in_place_separate_tag(n, Aad::from(aad), tag, data, 0..)

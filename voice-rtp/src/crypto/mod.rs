@@ -343,6 +343,18 @@ impl Sealer {
         }
     }
 
+    /// A sealer whose first nonce was `first_nonce` and which has already
+    /// handed out `used` nonces (clamped to 2^32), so that tests can reach
+    /// the end of the counter space without sealing 2^32 packets.
+    #[doc(hidden)]
+    pub fn with_nonces_used(cipher: Cipher, first_nonce: u32, used: u64) -> Self {
+        Sealer {
+            cipher,
+            first: first_nonce,
+            used: used.min(COUNTER_SPACE),
+        }
+    }
+
     /// The cipher, for opening received packets.
     pub fn cipher(&self) -> &Cipher {
         &self.cipher

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: loading the recorded vectors
 //! from `testdata/vectors/` and rebuilding the synthetic Opus stream.
 
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use serde::Deserialize;
 use voice_rtp::Mode;
