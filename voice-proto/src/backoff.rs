@@ -12,11 +12,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(base: Duration, max: Duration) -> Self {
-        Backoff {
-            base,
-            max: max.max(base),
-            attempts: 0,
-        }
+        Backoff { base, max: max.max(base), attempts: 0 }
     }
 
     /// Failed attempts since the last success.
@@ -33,10 +29,7 @@ impl Backoff {
         if n == 0 {
             return Duration::ZERO;
         }
-        let exp = self
-            .base
-            .saturating_mul(1u32 << (n - 1).min(20))
-            .min(self.max);
+        let exp = self.base.saturating_mul(1u32 << (n - 1).min(20)).min(self.max);
         exp.mul_f64(0.5 + rng.f64() / 2.0)
     }
 

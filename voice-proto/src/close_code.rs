@@ -53,9 +53,7 @@ pub fn close_action(code: Option<u16>) -> CloseAction {
             4014 | 4022 => CloseAction::AwaitMainGateway,
             4017 => CloseAction::Final(FinalReason::E2eeRequired),
             4021 => CloseAction::Final(FinalReason::RateLimited),
-            4001..=4003 | 4005 | 4012 | 4016 | 4020 => {
-                CloseAction::Final(FinalReason::ClientError(code))
-            }
+            4001..=4003 | 4005 | 4012 | 4016 | 4020 => CloseAction::Final(FinalReason::ClientError(code)),
             // Undefined 4xxx codes (4000, 4007, 4008, 4010, 4013, 4018, 4019,
             // new ones): treat like a crash and resume; the attempt limit
             // stops a loop.

@@ -12,9 +12,7 @@ use crate::{Config, GatewayEvent, Output, VoiceConnection, VoiceServerUpdate, Vo
 pub fn ws_payload(data: &[u8]) {
     if let Ok(text) = core::str::from_utf8(data) {
         if let Ok(frame) = Message::parse(text) {
-            let _ = frame
-                .message
-                .to_json(crate::wire::GatewayVersion::V8, frame.seq);
+            let _ = frame.message.to_json(crate::wire::GatewayVersion::V8, frame.seq);
             let _ = frame.message.to_json(crate::wire::GatewayVersion::V4, None);
         }
     }
@@ -58,8 +56,7 @@ pub fn connection(data: &[u8], t0: Instant) {
             ),
             3 => conn.handle_ws_open(now),
             4 => {
-                let _ =
-                    conn.handle_ws_message(WsMessage::Text(&String::from_utf8_lossy(rest)), now);
+                let _ = conn.handle_ws_message(WsMessage::Text(&String::from_utf8_lossy(rest)), now);
             }
             5 => {
                 let _ = conn.handle_ws_message(WsMessage::Binary(rest), now);
@@ -77,9 +74,7 @@ pub fn connection(data: &[u8], t0: Instant) {
             _ => {
                 let text = match rest.first().copied().unwrap_or(0) % 4 {
                     0 => r#"{"op":8,"d":{"heartbeat_interval":1000}}"#,
-                    1 => {
-                        r#"{"op":2,"d":{"ssrc":1,"ip":"127.0.0.1","port":9,"modes":["aead_aes256_gcm_rtpsize"]}}"#
-                    }
+                    1 => r#"{"op":2,"d":{"ssrc":1,"ip":"127.0.0.1","port":9,"modes":["aead_aes256_gcm_rtpsize"]}}"#,
                     2 => {
                         r#"{"op":4,"d":{"mode":"aead_aes256_gcm_rtpsize","secret_key":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32],"dave_protocol_version":0}}"#
                     }

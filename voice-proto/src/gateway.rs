@@ -73,9 +73,7 @@ impl GatewayEvent {
     pub fn from_dispatch(t: &str, d: &str) -> Result<Option<Self>, serde_json::Error> {
         Ok(match t {
             "VOICE_STATE_UPDATE" => Some(GatewayEvent::VoiceStateUpdate(serde_json::from_str(d)?)),
-            "VOICE_SERVER_UPDATE" => {
-                Some(GatewayEvent::VoiceServerUpdate(serde_json::from_str(d)?))
-            }
+            "VOICE_SERVER_UPDATE" => Some(GatewayEvent::VoiceServerUpdate(serde_json::from_str(d)?)),
             _ => None,
         })
     }
@@ -123,10 +121,7 @@ mod tests {
             p.to_json(),
             r#"{"op":4,"d":{"guild_id":"41771983423143937","channel_id":"127121515262115840","self_mute":false,"self_deaf":false}}"#
         );
-        let leave = UpdateVoiceState {
-            channel_id: None,
-            ..p
-        };
+        let leave = UpdateVoiceState { channel_id: None, ..p };
         assert!(leave.to_json().contains(r#""channel_id":null"#));
     }
 
@@ -143,26 +138,17 @@ mod tests {
     #[test]
     fn dispatches_parse() {
         let d = r#"{"guild_id":"1","channel_id":null,"user_id":"2","session_id":"s","deaf":false,"mute":false}"#;
-        let Some(GatewayEvent::VoiceStateUpdate(v)) =
-            GatewayEvent::from_dispatch("VOICE_STATE_UPDATE", d).unwrap()
+        let Some(GatewayEvent::VoiceStateUpdate(v)) = GatewayEvent::from_dispatch("VOICE_STATE_UPDATE", d).unwrap()
         else {
             panic!()
         };
-        assert_eq!(
-            (v.channel_id, v.user_id, v.session_id.as_str()),
-            (None, Snowflake(2), "s")
-        );
+        assert_eq!((v.channel_id, v.user_id, v.session_id.as_str()), (None, Snowflake(2), "s"));
         let d = r#"{"guild_id":"1","token":"t","endpoint":null}"#;
-        let Some(GatewayEvent::VoiceServerUpdate(s)) =
-            GatewayEvent::from_dispatch("VOICE_SERVER_UPDATE", d).unwrap()
+        let Some(GatewayEvent::VoiceServerUpdate(s)) = GatewayEvent::from_dispatch("VOICE_SERVER_UPDATE", d).unwrap()
         else {
             panic!()
         };
         assert_eq!(s.endpoint, None);
-        assert!(
-            GatewayEvent::from_dispatch("READY", "{}")
-                .unwrap()
-                .is_none()
-        );
+        assert!(GatewayEvent::from_dispatch("READY", "{}").unwrap().is_none());
     }
 }

@@ -37,19 +37,11 @@ impl Heartbeat {
     /// interval from `now`.
     pub(crate) fn new(interval_ms: f64, now: Instant) -> Self {
         let interval = if interval_ms.is_finite() && interval_ms > 0.0 {
-            Duration::from_secs_f64((interval_ms / 1000.0).min(MAX_INTERVAL.as_secs_f64()))
-                .max(MIN_INTERVAL)
+            Duration::from_secs_f64((interval_ms / 1000.0).min(MAX_INTERVAL.as_secs_f64())).max(MIN_INTERVAL)
         } else {
             MIN_INTERVAL
         };
-        Heartbeat {
-            interval,
-            next: now + interval,
-            outstanding: None,
-            last_nonce: 0,
-            rtt: None,
-            sent_at: now,
-        }
+        Heartbeat { interval, next: now + interval, outstanding: None, last_nonce: 0, rtt: None, sent_at: now }
     }
 
     /// When the next beat is due.
@@ -105,15 +97,11 @@ mod tests {
         assert_eq!(hb.on_timeout(t0, 1), None);
         let at = hb.deadline();
         assert_eq!(at, t0 + Duration::from_secs(1));
-        let Some(Beat::Send(n)) = hb.on_timeout(at, 5) else {
-            panic!("no beat")
-        };
+        let Some(Beat::Send(n)) = hb.on_timeout(at, 5) else { panic!("no beat") };
         assert!(!hb.on_ack(n + 1, at));
         assert!(hb.on_ack(n, at + Duration::from_millis(30)));
         assert_eq!(hb.rtt, Some(Duration::from_millis(30)));
-        let Some(Beat::Send(n2)) = hb.on_timeout(hb.deadline(), 5) else {
-            panic!("no beat")
-        };
+        let Some(Beat::Send(n2)) = hb.on_timeout(hb.deadline(), 5) else { panic!("no beat") };
         assert!(n2 > n, "nonces increase even when the base does not");
         assert_eq!(hb.on_timeout(hb.deadline(), 9), Some(Beat::Zombie));
     }
@@ -124,9 +112,6 @@ mod tests {
         assert_eq!(Heartbeat::new(f64::NAN, t0).interval(), MIN_INTERVAL);
         assert_eq!(Heartbeat::new(-5.0, t0).interval(), MIN_INTERVAL);
         assert_eq!(Heartbeat::new(1e12, t0).interval(), MAX_INTERVAL);
-        assert_eq!(
-            Heartbeat::new(13750.5, t0).interval(),
-            Duration::from_micros(13_750_500)
-        );
+        assert_eq!(Heartbeat::new(13750.5, t0).interval(), Duration::from_micros(13_750_500));
     }
 }

@@ -80,8 +80,6 @@ impl Timers {
         ALL.iter()
             .filter_map(|&t| self.at[t as usize].map(|at| (at, t)))
             .min_by_key(|&(at, _)| at)
-            .map_or((None, TimeoutReason::Idle), |(at, t)| {
-                (Some(at), t.reason())
-            })
+            .map_or((None, TimeoutReason::Idle), |(at, t)| (Some(at), t.reason()))
     }
 }

@@ -20,10 +20,7 @@ impl FrameTransform {
     /// Sets the version from Session Description or a transition.
     pub(crate) fn set_version(&mut self, version: u16) {
         if version != 0 {
-            tracing::warn!(
-                version,
-                "server negotiated DAVE, which this build does not offer; passing frames through"
-            );
+            tracing::warn!(version, "server negotiated DAVE, which this build does not offer; passing frames through");
         }
         self.version = version;
     }

@@ -46,13 +46,10 @@ trait Bare {
 impl Bare for Aes256Gcm {
     const NONCE: usize = 12;
     fn seal(&self, nonce: &[u8], aad: &[u8], data: &mut [u8]) -> [u8; TAG] {
-        self.encrypt_in_place_detached(nonce.into(), aad, data)
-            .unwrap()
-            .into()
+        self.encrypt_in_place_detached(nonce.into(), aad, data).unwrap().into()
     }
     fn open(&self, nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> bool {
-        self.decrypt_in_place_detached(nonce.into(), aad, data, tag.into())
-            .is_ok()
+        self.decrypt_in_place_detached(nonce.into(), aad, data, tag.into()).is_ok()
     }
 }
 
@@ -74,28 +71,22 @@ impl Bare for RingXChaCha {
     const NONCE: usize = 24;
     fn seal(&self, nonce: &[u8], aad: &[u8], data: &mut [u8]) -> [u8; TAG] {
         let (k, n) = self.key(nonce);
-        let tag = k
-            .seal_in_place_separate_tag(n, Aad::from(aad), data)
-            .unwrap();
+        let tag = k.seal_in_place_separate_tag(n, Aad::from(aad), data).unwrap();
         tag.as_ref().try_into().unwrap()
     }
     fn open(&self, nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> bool {
         let (k, n) = self.key(nonce);
-        k.open_in_place_separate_tag(n, Aad::from(aad), Tag::try_from(tag).unwrap(), data, 0..)
-            .is_ok()
+        k.open_in_place_separate_tag(n, Aad::from(aad), Tag::try_from(tag).unwrap(), data, 0..).is_ok()
     }
 }
 
 impl Bare for XChaCha20Poly1305 {
     const NONCE: usize = 24;
     fn seal(&self, nonce: &[u8], aad: &[u8], data: &mut [u8]) -> [u8; TAG] {
-        self.encrypt_in_place_detached(nonce.into(), aad, data)
-            .unwrap()
-            .into()
+        self.encrypt_in_place_detached(nonce.into(), aad, data).unwrap().into()
     }
     fn open(&self, nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> bool {
-        self.decrypt_in_place_detached(nonce.into(), aad, data, tag.into())
-            .is_ok()
+        self.decrypt_in_place_detached(nonce.into(), aad, data, tag.into()).is_ok()
     }
 }
 
@@ -125,13 +116,7 @@ fn bare_open<B: Bare>(aead: &B, sealed: &[u8], buf: &mut [u8]) -> usize {
     ct.len()
 }
 
-fn bench_mode<B: Bare, A: Bare>(
-    c: &mut Criterion,
-    mode: Mode,
-    name: &str,
-    bare: &B,
-    alt: Option<(&str, &A)>,
-) {
+fn bench_mode<B: Bare, A: Bare>(c: &mut Criterion, mode: Mode, name: &str, bare: &B, alt: Option<(&str, &A)>) {
     let key = SecretKey::new(KEY);
     for size in SIZES {
         let plain = plaintext(size);
@@ -202,13 +187,7 @@ fn bench_mode<B: Bare, A: Bare>(
 
 fn crypto(c: &mut Criterion) {
     let aes = Aes256Gcm::new(&KEY.into());
-    bench_mode(
-        c,
-        Mode::Aes256GcmRtpSize,
-        "aes256gcm",
-        &aes,
-        None::<(&str, &Aes256Gcm)>,
-    );
+    bench_mode(c, Mode::Aes256GcmRtpSize, "aes256gcm", &aes, None::<(&str, &Aes256Gcm)>);
     // "bare" is the construction our backend uses (HChaCha20 + ring);
     // "rustcrypto" is the chacha20poly1305 crate, the alternative we measured.
     let rustcrypto = XChaCha20Poly1305::new(&KEY.into());

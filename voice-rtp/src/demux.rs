@@ -41,10 +41,7 @@ mod tests {
 
     #[test]
     fn demux() {
-        assert_eq!(
-            classify(&crate::discovery::request(5)),
-            DatagramKind::DiscoveryRequest
-        );
+        assert_eq!(classify(&crate::discovery::request(5)), DatagramKind::DiscoveryRequest);
         let r = crate::discovery::response(5, "1.1.1.1", 3).unwrap();
         assert_eq!(classify(&r), DatagramKind::DiscoveryResponse);
         let mut rtp = [0u8; 12];

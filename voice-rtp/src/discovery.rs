@@ -68,8 +68,8 @@ impl<'a> Discovery<'a> {
         }
         let field = &buf[ADDRESS];
         let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-        let address = core::str::from_utf8(&field[..end])
-            .map_err(|_| Error::MalformedDiscovery("address is not text"))?;
+        let address =
+            core::str::from_utf8(&field[..end]).map_err(|_| Error::MalformedDiscovery("address is not text"))?;
         Ok(Discovery {
             kind,
             ssrc: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),

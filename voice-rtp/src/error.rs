@@ -73,12 +73,5 @@ pub enum Error {
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 pub(crate) fn need(buf: &[u8], needed: usize) -> Result<()> {
-    if buf.len() < needed {
-        Err(Error::TooShort {
-            needed,
-            got: buf.len(),
-        })
-    } else {
-        Ok(())
-    }
+    if buf.len() < needed { Err(Error::TooShort { needed, got: buf.len() }) } else { Ok(()) }
 }

@@ -51,10 +51,7 @@ impl<'a> Extension<'a> {
         } else {
             Kind::Opaque
         };
-        Elements {
-            body: self.body,
-            kind,
-        }
+        Elements { body: self.body, kind }
     }
 }
 
@@ -120,19 +117,7 @@ mod tests {
         let body = [0x10, 0x55, 0x00, 0x00, 0x21, 0xAA, 0xBB, 0x00];
         let e = Extension::new(ONE_BYTE_PROFILE, &body);
         let v: Vec<_> = e.elements().collect();
-        assert_eq!(
-            v,
-            vec![
-                ExtensionElement {
-                    id: 1,
-                    data: &[0x55]
-                },
-                ExtensionElement {
-                    id: 2,
-                    data: &[0xAA, 0xBB]
-                }
-            ]
-        );
+        assert_eq!(v, vec![ExtensionElement { id: 1, data: &[0x55] }, ExtensionElement { id: 2, data: &[0xAA, 0xBB] }]);
     }
 
     #[test]
@@ -140,13 +125,7 @@ mod tests {
         let body = [0x05, 0x02, 0x01, 0x02, 0x00, 0x07, 0x09, 0x01];
         let e = Extension::new(0x1000, &body);
         let v: Vec<_> = e.elements().collect();
-        assert_eq!(
-            v,
-            vec![ExtensionElement {
-                id: 5,
-                data: &[1, 2]
-            }]
-        );
+        assert_eq!(v, vec![ExtensionElement { id: 5, data: &[1, 2] }]);
         assert_eq!(Extension::new(0x1234, &body).elements().count(), 0);
     }
 }

@@ -34,17 +34,9 @@ pub fn open_and_round_trip(data: &[u8]) {
         let mut buf = data.to_vec();
         let _ = cipher.open_rtcp(&mut buf);
 
-        let mut sealer = Sealer::new(
-            Cipher::new(mode, &key),
-            u32::from(data.first().copied().unwrap_or(0)),
-        );
+        let mut sealer = Sealer::new(Cipher::new(mode, &key), u32::from(data.first().copied().unwrap_or(0)));
         let mut packet = vec![0u8; 12];
-        crate::RtpHeader::write_basic(
-            (&mut packet[..12]).try_into().unwrap_or(&mut [0; 12]),
-            1,
-            2,
-            3,
-        );
+        crate::RtpHeader::write_basic((&mut packet[..12]).try_into().unwrap_or(&mut [0; 12]), 1, 2, 3);
         packet.extend_from_slice(data);
         if sealer.seal(&mut packet).is_ok() {
             let opened = cipher.open(&mut packet).map(|o| o.payload.to_vec());

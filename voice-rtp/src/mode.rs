@@ -64,10 +64,7 @@ impl Mode {
 
     /// Whether Discord still accepts the mode.
     pub const fn is_live(self) -> bool {
-        matches!(
-            self,
-            Mode::Aes256GcmRtpSize | Mode::XChaCha20Poly1305RtpSize
-        )
+        matches!(self, Mode::Aes256GcmRtpSize | Mode::XChaCha20Poly1305RtpSize)
     }
 
     /// Whether the RTP extension preamble (and CSRCs) stay cleartext.
@@ -76,12 +73,7 @@ impl Mode {
     /// `12 + 4*CC + (X ? 4 : 0)` bytes; false for the legacy modes, where it
     /// is the 12-byte fixed header (the CSRCs and preamble are encrypted).
     pub const fn is_rtpsize(self) -> bool {
-        matches!(
-            self,
-            Mode::Aes256GcmRtpSize
-                | Mode::XChaCha20Poly1305RtpSize
-                | Mode::XSalsa20Poly1305LiteRtpSize
-        )
+        matches!(self, Mode::Aes256GcmRtpSize | Mode::XChaCha20Poly1305RtpSize | Mode::XSalsa20Poly1305LiteRtpSize)
     }
 
     /// Bytes a sealed packet adds to the plaintext packet (tag + nonce suffix).
@@ -140,25 +132,12 @@ mod tests {
 
     #[test]
     fn selects_aes_when_offered_else_xchacha() {
-        let both = [
-            "aead_xchacha20_poly1305_rtpsize",
-            "aead_aes256_gcm_rtpsize",
-            "xsalsa20_poly1305",
-        ];
-        assert_eq!(
-            Mode::select(both, &Mode::LIVE),
-            Some(Mode::Aes256GcmRtpSize)
-        );
+        let both = ["aead_xchacha20_poly1305_rtpsize", "aead_aes256_gcm_rtpsize", "xsalsa20_poly1305"];
+        assert_eq!(Mode::select(both, &Mode::LIVE), Some(Mode::Aes256GcmRtpSize));
         let xc = ["xsalsa20_poly1305_lite", "aead_xchacha20_poly1305_rtpsize"];
-        assert_eq!(
-            Mode::select(xc, &Mode::LIVE),
-            Some(Mode::XChaCha20Poly1305RtpSize)
-        );
+        assert_eq!(Mode::select(xc, &Mode::LIVE), Some(Mode::XChaCha20Poly1305RtpSize));
         assert_eq!(Mode::select(["xsalsa20_poly1305"], &Mode::LIVE), None);
-        assert_eq!(
-            Mode::select(["xsalsa20_poly1305", "bogus"], &Mode::PREFERENCE),
-            Some(Mode::XSalsa20Poly1305)
-        );
+        assert_eq!(Mode::select(["xsalsa20_poly1305", "bogus"], &Mode::PREFERENCE), Some(Mode::XSalsa20Poly1305));
         assert_eq!(Mode::select(["bogus"], &Mode::PREFERENCE), None);
     }
 }

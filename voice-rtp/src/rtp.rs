@@ -54,10 +54,7 @@ fn check(buf: &[u8]) -> Result<()> {
     }
     let cc = usize::from(buf[0] & 0x0F);
     let extension = buf[0] & 0x10 != 0;
-    need(
-        buf,
-        FIXED_HEADER_LEN + 4 * cc + if extension { 4 } else { 0 },
-    )
+    need(buf, FIXED_HEADER_LEN + 4 * cc + if extension { 4 } else { 0 })
 }
 
 macro_rules! header_getters {
@@ -166,10 +163,7 @@ impl<'a> RtpPacket<'a> {
             return Ok(None);
         };
         let start = self.rtpsize_clear_len();
-        let body = self
-            .buf
-            .get(start..start + body_len)
-            .ok_or(Error::ExtensionOverrun)?;
+        let body = self.buf.get(start..start + body_len).ok_or(Error::ExtensionOverrun)?;
         Ok(Some(Extension::new(profile, body)))
     }
 
@@ -212,9 +206,7 @@ impl<'a> RtpPacketMut<'a> {
     pub fn set_marker(&mut self, marker: bool) -> Result<()> {
         let b1 = (self.buf[1] & 0x7F) | if marker { 0x80 } else { 0 };
         if second_byte_is_rtcp(b1) {
-            return Err(Error::OutOfRange(
-                "marker with this payload type reads as RTCP",
-            ));
+            return Err(Error::OutOfRange("marker with this payload type reads as RTCP"));
         }
         self.buf[1] = b1;
         Ok(())
@@ -294,9 +286,7 @@ impl RtpHeader<'_> {
         if self.csrcs.len() > 15 {
             return Err(Error::OutOfRange("more than 15 CSRCs"));
         }
-        if self.payload_type > 0x7F
-            || second_byte_is_rtcp(self.payload_type | u8::from(self.marker) << 7)
-        {
+        if self.payload_type > 0x7F || second_byte_is_rtcp(self.payload_type | u8::from(self.marker) << 7) {
             return Err(Error::OutOfRange("payload type"));
         }
         if let Some((_, body)) = self.extension {
@@ -354,26 +344,17 @@ mod tests {
         RtpHeader::write_basic(&mut h, 1, 960, 1);
         assert_eq!(h, [0x80, 0x78, 0, 1, 0, 0, 3, 0xC0, 0, 0, 0, 1]);
         let p = RtpPacket::new(&h).unwrap();
-        assert_eq!(
-            (p.sequence(), p.timestamp(), p.ssrc(), p.payload_type()),
-            (1, 960, 1, 120)
-        );
+        assert_eq!((p.sequence(), p.timestamp(), p.ssrc(), p.payload_type()), (1, 960, 1, 120));
         assert_eq!(p.payload().unwrap(), &[] as &[u8]);
     }
 
     #[test]
     fn rejects_bad_versions_and_rtcp() {
-        assert_eq!(
-            RtpPacket::new(&[0x80; 4]).unwrap_err(),
-            Error::TooShort { needed: 12, got: 4 }
-        );
+        assert_eq!(RtpPacket::new(&[0x80; 4]).unwrap_err(), Error::TooShort { needed: 12, got: 4 });
         let mut h = [0u8; 12];
         RtpHeader::write_basic(&mut h, 1, 2, 3);
         h[0] = 0x40;
-        assert_eq!(
-            RtpPacket::new(&h).unwrap_err(),
-            Error::UnsupportedVersion(1)
-        );
+        assert_eq!(RtpPacket::new(&h).unwrap_err(), Error::UnsupportedVersion(1));
         h[0] = 0x80;
         h[1] = 200;
         assert_eq!(RtpPacket::new(&h).unwrap_err(), Error::IsRtcp(200));
@@ -397,15 +378,9 @@ mod tests {
         assert_eq!(p.header_len().unwrap(), 20);
         let last = out.len() - 1;
         out[last] = 0;
-        assert_eq!(
-            RtpPacket::new(&out).unwrap().payload(),
-            Err(Error::BadPadding(0))
-        );
+        assert_eq!(RtpPacket::new(&out).unwrap().payload(), Err(Error::BadPadding(0)));
         out[last] = 200;
-        assert_eq!(
-            RtpPacket::new(&out).unwrap().payload(),
-            Err(Error::BadPadding(200))
-        );
+        assert_eq!(RtpPacket::new(&out).unwrap().payload(), Err(Error::BadPadding(200)));
     }
 
     #[test]
@@ -418,20 +393,11 @@ mod tests {
         m.set_ssrc(7);
         m.set_marker(true).unwrap();
         assert!(m.set_payload_type(200).is_err());
-        assert!(
-            m.set_payload_type(72).is_err(),
-            "marker + 72 reads as RTCP 200"
-        );
+        assert!(m.set_payload_type(72).is_err(), "marker + 72 reads as RTCP 200");
         m.set_payload_type(111).unwrap();
         let p = RtpPacket::new(&h).unwrap();
         assert_eq!(
-            (
-                p.sequence(),
-                p.timestamp(),
-                p.ssrc(),
-                p.marker(),
-                p.payload_type()
-            ),
+            (p.sequence(), p.timestamp(), p.ssrc(), p.marker(), p.payload_type()),
             (65535, u32::MAX, 7, true, 111)
         );
     }

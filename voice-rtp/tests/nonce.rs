@@ -21,9 +21,7 @@ fn counter_of(sealed: &[u8], suffix_len: usize) -> [u8; 4] {
 }
 
 fn counter_modes() -> impl Iterator<Item = Mode> {
-    Mode::PREFERENCE
-        .into_iter()
-        .filter(|&m| m != Mode::XSalsa20Poly1305)
+    Mode::PREFERENCE.into_iter().filter(|&m| m != Mode::XSalsa20Poly1305)
 }
 
 #[test]
@@ -59,11 +57,7 @@ fn exhaustion_after_2_pow_32_packets() {
             // the start, never the start again.
             let mut p = packet(2);
             s.seal(&mut p).unwrap();
-            assert_eq!(
-                counter_of(&p, suffix),
-                first.wrapping_sub(1).to_be_bytes(),
-                "{mode} first {first}"
-            );
+            assert_eq!(counter_of(&p, suffix), first.wrapping_sub(1).to_be_bytes(), "{mode} first {first}");
             assert_eq!(s.nonces_left(), 0);
             // The last packet still opens.
             let opened = s.cipher().open(&mut p).unwrap();
@@ -103,8 +97,7 @@ fn counter_wraps_through_zero_before_exhaustion() {
 #[test]
 fn fully_used_sealer_refuses_at_once() {
     let key = SecretKey::new([6; 32]);
-    let mut s =
-        Sealer::with_nonces_used(Cipher::new(Mode::XChaCha20Poly1305RtpSize, &key), 1, SPACE);
+    let mut s = Sealer::with_nonces_used(Cipher::new(Mode::XChaCha20Poly1305RtpSize, &key), 1, SPACE);
     assert_eq!(s.nonces_left(), 0);
     assert_eq!(s.seal(&mut packet(1)), Err(Error::NonceExhausted));
     // More than the space is clamped, not wrapped back into use.

@@ -27,16 +27,8 @@ fn shape() -> impl Strategy<Value = Shape> {
         prop_oneof![Just(0xBEDEu16), Just(0x1000u16)],
         (0usize..=4).prop_flat_map(|w| prop::collection::vec(any::<u8>(), 4 * w)),
     ));
-    (
-        prop::collection::vec(any::<u32>(), 0..=3),
-        ext,
-        prop_oneof![2 => Just(0u8), 1 => 1u8..=255],
-    )
-        .prop_map(|(csrcs, extension, padding)| Shape {
-            csrcs,
-            extension,
-            padding,
-        })
+    (prop::collection::vec(any::<u32>(), 0..=3), ext, prop_oneof![2 => Just(0u8), 1 => 1u8..=255])
+        .prop_map(|(csrcs, extension, padding)| Shape { csrcs, extension, padding })
 }
 
 fn build(shape: &Shape, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
@@ -56,13 +48,7 @@ fn build(shape: &Shape, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u
 }
 
 fn header_authenticated(mode: Mode) -> bool {
-    matches!(
-        mode,
-        Mode::Aes256GcmRtpSize
-            | Mode::XChaCha20Poly1305RtpSize
-            | Mode::Aes256Gcm
-            | Mode::XSalsa20Poly1305
-    )
+    matches!(mode, Mode::Aes256GcmRtpSize | Mode::XChaCha20Poly1305RtpSize | Mode::Aes256Gcm | Mode::XSalsa20Poly1305)
 }
 
 proptest! {
@@ -270,10 +256,7 @@ fn empty_and_tiny_inputs_are_errors_in_every_mode() {
         // Not RTCP: refused before any crypto.
         let mut sealer = Sealer::new(Cipher::new(mode, &key), 0);
         let mut not_rtcp = vec![0x80, 0x78, 0, 1, 0, 0, 0, 0];
-        assert!(matches!(
-            sealer.seal_rtcp(&mut not_rtcp),
-            Err(Error::NotRtcp(0x78))
-        ));
+        assert!(matches!(sealer.seal_rtcp(&mut not_rtcp), Err(Error::NotRtcp(0x78))));
         assert_eq!(not_rtcp.len(), 8);
     }
 }

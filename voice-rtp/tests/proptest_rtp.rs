@@ -144,22 +144,11 @@ proptest! {
 fn header_write_rejects_bad_fields() {
     let csrcs = [0u32; 16];
     let mut out = Vec::new();
-    let too_many = RtpHeader {
-        payload_type: 120,
-        csrcs: &csrcs,
-        ..Default::default()
-    };
+    let too_many = RtpHeader { payload_type: 120, csrcs: &csrcs, ..Default::default() };
     assert!(too_many.write(&[], &mut out).is_err());
-    let odd_body = RtpHeader {
-        payload_type: 120,
-        extension: Some((0xBEDE, &[1, 2, 3])),
-        ..Default::default()
-    };
+    let odd_body = RtpHeader { payload_type: 120, extension: Some((0xBEDE, &[1, 2, 3])), ..Default::default() };
     assert!(odd_body.write(&[], &mut out).is_err());
-    let pt = RtpHeader {
-        payload_type: 128,
-        ..Default::default()
-    };
+    let pt = RtpHeader { payload_type: 128, ..Default::default() };
     assert!(pt.write(&[], &mut out).is_err());
     assert!(out.is_empty());
 }

@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use voice_rtp::rtcp::{
-    self, PacketType, ReportBlock, Rtcp, RtcpPacket, build_receiver_report, compound, is_rtcp,
-};
+use voice_rtp::rtcp::{self, PacketType, ReportBlock, Rtcp, RtcpPacket, build_receiver_report, compound, is_rtcp};
 use voice_rtp::{DatagramKind, Error, RtpPacket, RtpPacketMut, classify};
 
 fn header(count: u8, pt: u8, body_len: usize) -> Vec<u8> {
@@ -32,12 +30,7 @@ fn sender_report() -> Vec<u8> {
     body.extend_from_slice(&48_000u32.to_be_bytes());
     body.extend_from_slice(&50u32.to_be_bytes());
     body.extend_from_slice(&5_000u32.to_be_bytes());
-    body.extend(block_bytes(
-        0xAAAA,
-        64,
-        [0, 0, 7],
-        [65_600, 12, 0xDEAD_BEEF, 65_536],
-    ));
+    body.extend(block_bytes(0xAAAA, 64, [0, 0, 7], [65_600, 12, 0xDEAD_BEEF, 65_536]));
     body.extend(block_bytes(0xBBBB, 0, [0xFF, 0xFF, 0xFE], [3, 4, 5, 6]));
     let mut p = header(2, 200, body.len());
     p.extend(body);
@@ -53,19 +46,10 @@ fn sender_report_with_blocks() {
     let p = RtcpPacket::new(&sr).unwrap();
     assert_eq!(p.packet_type(), PacketType::SenderReport);
     assert_eq!((p.count(), p.ssrc()), (2, Some(0x1111_2222)));
-    let Rtcp::SenderReport(r) = p.parse().unwrap() else {
-        panic!("not an SR")
-    };
+    let Rtcp::SenderReport(r) = p.parse().unwrap() else { panic!("not an SR") };
     assert_eq!(r.ssrc, 0x1111_2222);
     assert_eq!(r.info.ntp_timestamp, 0x0102_0304_0506_0708);
-    assert_eq!(
-        (
-            r.info.rtp_timestamp,
-            r.info.packet_count,
-            r.info.octet_count
-        ),
-        (48_000, 50, 5_000)
-    );
+    assert_eq!((r.info.rtp_timestamp, r.info.packet_count, r.info.octet_count), (48_000, 50, 5_000));
     let blocks: Vec<_> = r.blocks().collect();
     assert_eq!(
         blocks,
@@ -93,16 +77,10 @@ fn sender_report_with_blocks() {
     // A count that claims a third block the packet lacks is malformed.
     let mut bad = sr.clone();
     bad[0] = 0x83;
-    assert!(matches!(
-        RtcpPacket::new(&bad).unwrap().parse(),
-        Err(Error::MalformedRtcp(_))
-    ));
+    assert!(matches!(RtcpPacket::new(&bad).unwrap().parse(), Err(Error::MalformedRtcp(_))));
     // Too short for the sender info.
     let short = [0x80, 200, 0, 1, 0, 0, 0, 1];
-    assert!(matches!(
-        RtcpPacket::new(&short).unwrap().parse(),
-        Err(Error::MalformedRtcp(_))
-    ));
+    assert!(matches!(RtcpPacket::new(&short).unwrap().parse(), Err(Error::MalformedRtcp(_))));
 }
 
 #[test]
@@ -111,16 +89,11 @@ fn receiver_report_hand_built_and_built() {
     body.extend(block_bytes(0x0DB4, 255, [0x80, 0, 0], [1, 2, 3, 4]));
     let mut rr = header(1, 201, body.len());
     rr.extend(body);
-    let Rtcp::ReceiverReport(r) = RtcpPacket::new(&rr).unwrap().parse().unwrap() else {
-        panic!("not an RR")
-    };
+    let Rtcp::ReceiverReport(r) = RtcpPacket::new(&rr).unwrap().parse().unwrap() else { panic!("not an RR") };
     assert_eq!(r.ssrc, 0x0DB1);
     let b: Vec<_> = r.blocks().collect();
     assert_eq!(b.len(), 1);
-    assert_eq!(
-        (b[0].fraction_lost, b[0].cumulative_lost),
-        (255, -0x80_0000)
-    );
+    assert_eq!((b[0].fraction_lost, b[0].cumulative_lost), (255, -0x80_0000));
 
     let mut built = Vec::new();
     assert_eq!(build_receiver_report(0x0DB1, &b, &mut built).unwrap(), 32);
@@ -133,10 +106,7 @@ fn receiver_report_hand_built_and_built() {
     let mut out = Vec::new();
     assert!(build_receiver_report(1, &[ReportBlock::default(); 32], &mut out).is_err());
     // Out-of-range losses are clamped to the 24-bit range.
-    let big = ReportBlock {
-        cumulative_lost: i32::MAX,
-        ..Default::default()
-    };
+    let big = ReportBlock { cumulative_lost: i32::MAX, ..Default::default() };
     build_receiver_report(1, &[big], &mut out).unwrap();
     assert_eq!(&out[12..16], &[0, 0x7F, 0xFF, 0xFF]);
 }
@@ -163,20 +133,12 @@ fn sdes() -> Vec<u8> {
 #[test]
 fn sdes_with_cname() {
     let p = sdes();
-    let Rtcp::SourceDescription(s) = RtcpPacket::new(&p).unwrap().parse().unwrap() else {
-        panic!("not SDES")
-    };
+    let Rtcp::SourceDescription(s) = RtcpPacket::new(&p).unwrap().parse().unwrap() else { panic!("not SDES") };
     assert_eq!(s.chunks.len(), 2);
     assert_eq!(s.chunks[0].ssrc, 0x0DB4);
     assert_eq!(s.chunks[0].items.len(), 2);
-    assert_eq!(
-        (s.chunks[0].items[0].kind, s.chunks[0].items[0].value),
-        (1, &b"user@host"[..])
-    );
-    assert_eq!(
-        (s.chunks[0].items[1].kind, s.chunks[0].items[1].value),
-        (2, &b"Al"[..])
-    );
+    assert_eq!((s.chunks[0].items[0].kind, s.chunks[0].items[0].value), (1, &b"user@host"[..]));
+    assert_eq!((s.chunks[0].items[1].kind, s.chunks[0].items[1].value), (2, &b"Al"[..]));
     assert_eq!(s.chunks[1].ssrc, 0x0DB5);
     assert_eq!(s.chunks[1].items[0].value, b"x");
 
@@ -199,17 +161,13 @@ fn bye() -> Vec<u8> {
 #[test]
 fn bye_with_reason() {
     let p = bye();
-    let Rtcp::Bye(b) = RtcpPacket::new(&p).unwrap().parse().unwrap() else {
-        panic!("not BYE")
-    };
+    let Rtcp::Bye(b) = RtcpPacket::new(&p).unwrap().parse().unwrap() else { panic!("not BYE") };
     assert_eq!(b.sources().collect::<Vec<_>>(), vec![0x0DB4, 0x0DB5]);
     assert_eq!(b.reason, Some(&b"timeout"[..]));
 
     let mut no_reason = header(1, 203, 4);
     no_reason.extend_from_slice(&1u32.to_be_bytes());
-    let Rtcp::Bye(b) = RtcpPacket::new(&no_reason).unwrap().parse().unwrap() else {
-        panic!("not BYE")
-    };
+    let Rtcp::Bye(b) = RtcpPacket::new(&no_reason).unwrap().parse().unwrap() else { panic!("not BYE") };
     assert_eq!((b.sources().len(), b.reason), (1, None));
 
     // A reason length beyond the packet is malformed.
@@ -228,23 +186,12 @@ fn compound_iteration() {
     datagram.extend_from_slice(&app);
     let packets: Vec<_> = compound(&datagram).collect::<Result<_, _>>().unwrap();
     let types: Vec<_> = packets.iter().map(|p| p.packet_type()).collect();
-    assert_eq!(
-        types,
-        [
-            PacketType::SenderReport,
-            PacketType::SourceDescription,
-            PacketType::Bye,
-            PacketType::App
-        ]
-    );
+    assert_eq!(types, [PacketType::SenderReport, PacketType::SourceDescription, PacketType::Bye, PacketType::App]);
     let total: usize = packets.iter().map(|p| p.as_bytes().len()).sum();
     assert_eq!(total, datagram.len());
     assert!(matches!(packets[3].parse().unwrap(), Rtcp::App(b) if b == b"\0\0\0\x01NAME"));
     for p in &packets {
-        assert_eq!(
-            PacketType::from_u8(p.packet_type().as_u8()),
-            Some(p.packet_type())
-        );
+        assert_eq!(PacketType::from_u8(p.packet_type().as_u8()), Some(p.packet_type()));
         p.parse().unwrap();
     }
 
@@ -266,18 +213,12 @@ fn padding() {
     let pkt = RtcpPacket::new(&p).unwrap();
     assert!(pkt.has_padding());
     assert_eq!(pkt.body().unwrap(), &5u32.to_be_bytes());
-    let Rtcp::ReceiverReport(r) = pkt.parse().unwrap() else {
-        panic!("not RR")
-    };
+    let Rtcp::ReceiverReport(r) = pkt.parse().unwrap() else { panic!("not RR") };
     assert_eq!((r.ssrc, r.blocks().len()), (5, 0));
 
     for bad in [0u8, 9, 255] {
         p[11] = bad;
-        assert_eq!(
-            RtcpPacket::new(&p).unwrap().body(),
-            Err(Error::BadPadding(bad)),
-            "{bad}"
-        );
+        assert_eq!(RtcpPacket::new(&p).unwrap().body(), Err(Error::BadPadding(bad)), "{bad}");
     }
 }
 
@@ -297,26 +238,15 @@ fn rtp_views_reject_rtcp_types() {
     voice_rtp::RtpHeader::write_basic(&mut h, 1, 2, 3);
     assert!(!is_rtcp(&h));
     assert_eq!(RtcpPacket::new(&h).err(), Some(Error::NotRtcp(0x78)));
-    assert_eq!(
-        RtcpPacket::new(&[0x40, 200, 0, 0]).err(),
-        Some(Error::UnsupportedVersion(1))
-    );
+    assert_eq!(RtcpPacket::new(&[0x40, 200, 0, 0]).err(), Some(Error::UnsupportedVersion(1)));
     // 192..=199 and 205..=223 are RTCP-range for the demux, but no type here.
     assert_eq!(classify(&[0x80, 205, 0, 0]), DatagramKind::Rtcp);
-    assert_eq!(
-        RtcpPacket::new(&[0x80, 205, 0, 0]).err(),
-        Some(Error::NotRtcp(205))
-    );
+    assert_eq!(RtcpPacket::new(&[0x80, 205, 0, 0]).err(), Some(Error::NotRtcp(205)));
 }
 
 fn block() -> impl Strategy<Value = ReportBlock> {
-    (
-        any::<u32>(),
-        any::<u8>(),
-        -0x80_0000i32..=0x7F_FFFF,
-        any::<[u32; 4]>(),
-    )
-        .prop_map(|(ssrc, fraction_lost, cumulative_lost, r)| ReportBlock {
+    (any::<u32>(), any::<u8>(), -0x80_0000i32..=0x7F_FFFF, any::<[u32; 4]>()).prop_map(
+        |(ssrc, fraction_lost, cumulative_lost, r)| ReportBlock {
             ssrc,
             fraction_lost,
             cumulative_lost,
@@ -324,7 +254,8 @@ fn block() -> impl Strategy<Value = ReportBlock> {
             jitter: r[1],
             last_sr: r[2],
             delay_since_last_sr: r[3],
-        })
+        },
+    )
 }
 
 proptest! {

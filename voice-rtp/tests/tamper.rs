@@ -17,13 +17,7 @@ fn open_err(cipher: &Cipher, datagram: &[u8], at: usize, mask: u8) -> Option<Err
 
 /// Whether a mode authenticates the clear RTP header.
 fn header_authenticated(mode: Mode) -> bool {
-    matches!(
-        mode,
-        Mode::Aes256GcmRtpSize
-            | Mode::XChaCha20Poly1305RtpSize
-            | Mode::Aes256Gcm
-            | Mode::XSalsa20Poly1305
-    )
+    matches!(mode, Mode::Aes256GcmRtpSize | Mode::XChaCha20Poly1305RtpSize | Mode::Aes256Gcm | Mode::XSalsa20Poly1305)
 }
 
 #[test]
@@ -135,31 +129,19 @@ fn truncation_and_wrong_key_fail() {
         // Shorter than clear + tag + nonce.
         let min = r.clear_len() + 16 + cipher.suffix_len();
         let mut buf = d[..min - 1].to_vec();
-        assert!(
-            matches!(cipher.open(&mut buf), Err(Error::TooShort { .. })),
-            "{mode}"
-        );
+        assert!(matches!(cipher.open(&mut buf), Err(Error::TooShort { .. })), "{mode}");
         // Another key.
         let mut k = *r.key().as_bytes();
         k[0] ^= 0x80;
         let other = Cipher::new(mode, &voice_rtp::SecretKey::new(k));
         let mut buf = d.clone();
-        assert_eq!(
-            other.open(&mut buf).err(),
-            Some(Error::AuthenticationFailed)
-        );
+        assert_eq!(other.open(&mut buf).err(), Some(Error::AuthenticationFailed));
         // Another primitive or nonce layout must not open it. (The rtpsize
         // and plain variants of one primitive agree on packets without CSRCs
         // or extension, so they are not compared here.)
-        for m in Mode::PREFERENCE
-            .into_iter()
-            .filter(|&m| family(m) != family(mode))
-        {
+        for m in Mode::PREFERENCE.into_iter().filter(|&m| family(m) != family(mode)) {
             let mut buf = d.clone();
-            assert!(
-                Cipher::new(m, &r.key()).open(&mut buf).is_err(),
-                "{mode} as {m}"
-            );
+            assert!(Cipher::new(m, &r.key()).open(&mut buf).is_err(), "{mode} as {m}");
         }
     }
 }

@@ -8,10 +8,7 @@ mod common;
 
 use common::{hx, key_9_4, synthetic_opus, transport_records};
 use voice_rtp::discovery::{self, Discovery};
-use voice_rtp::{
-    Cipher, DatagramKind, Error, Mode, OPUS_SILENCE, RtpHeader, RtpPacket, Sealer, SecretKey,
-    classify,
-};
+use voice_rtp::{Cipher, DatagramKind, Error, Mode, OPUS_SILENCE, RtpHeader, RtpPacket, Sealer, SecretKey, classify};
 
 const HEADER_9_3: &str = "80 78 00 01 00 00 03 C0 00 00 00 01";
 
@@ -47,10 +44,7 @@ fn discovery_request_9_1() {
     expected.resize(74, 0);
     assert_eq!(discovery::request(1).as_slice(), expected.as_slice());
     let d = Discovery::parse(&expected).unwrap();
-    assert_eq!(
-        (d.kind, d.ssrc, d.address, d.port),
-        (discovery::REQUEST_TYPE, 1, "", 0)
-    );
+    assert_eq!((d.kind, d.ssrc, d.address, d.port), (discovery::REQUEST_TYPE, 1, "", 0));
     assert_eq!(classify(&expected), DatagramKind::DiscoveryRequest);
     assert!(Discovery::parse_response(&expected).is_err());
 }
@@ -76,21 +70,12 @@ fn rtp_header_9_3() {
     assert_eq!(h.as_slice(), hx(HEADER_9_3).as_slice());
 
     let mut out = Vec::new();
-    let hdr = RtpHeader {
-        payload_type: 120,
-        sequence: 1,
-        timestamp: 960,
-        ssrc: 1,
-        ..Default::default()
-    };
+    let hdr = RtpHeader { payload_type: 120, sequence: 1, timestamp: 960, ssrc: 1, ..Default::default() };
     assert_eq!(hdr.write(&[], &mut out).unwrap(), 12);
     assert_eq!(out, hx(HEADER_9_3));
 
     let p = RtpPacket::new(&h).unwrap();
-    assert_eq!(
-        (p.version(), p.marker(), p.payload_type(), p.sequence()),
-        (2, false, 120, 1)
-    );
+    assert_eq!((p.version(), p.marker(), p.payload_type(), p.sequence()), (2, false, 120, 1));
     assert_eq!((p.timestamp(), p.ssrc(), p.csrc_count()), (960, 1, 0));
     assert_eq!(classify(&h), DatagramKind::Rtp);
 }
@@ -138,9 +123,7 @@ fn transport_9_4_seal_with_nonce_and_open() {
         let mut buf = packet_9_3_silence();
         let len = buf.len();
         buf.resize(len + mode.overhead(), 0);
-        let n = cipher
-            .seal_with_nonce(&mut buf, len, &counter.to_be_bytes())
-            .unwrap();
+        let n = cipher.seal_with_nonce(&mut buf, len, &counter.to_be_bytes()).unwrap();
         assert_eq!(n, 35);
         assert_eq!(buf, expected, "{mode} counter {counter}");
 
@@ -157,13 +140,7 @@ fn transport_9_4_seal_with_nonce_and_open() {
         // A nonce of the wrong length is refused.
         let mut buf = packet_9_3_silence();
         buf.resize(len + mode.overhead(), 0);
-        assert_eq!(
-            cipher.seal_with_nonce(&mut buf, len, &[0; 3]),
-            Err(Error::BadNonceLength {
-                expected: 4,
-                got: 3
-            })
-        );
+        assert_eq!(cipher.seal_with_nonce(&mut buf, len, &[0; 3]), Err(Error::BadNonceLength { expected: 4, got: 3 }));
     }
 }
 
@@ -177,14 +154,7 @@ fn transport_9_4_extension_receive() {
     let mut rx = sealed.clone();
     let opened = cipher.open(&mut rx).unwrap();
     assert_eq!(opened.payload, &[0xF8, 0xFF, 0xFE]);
-    assert_eq!(
-        (
-            opened.header.sequence,
-            opened.header.timestamp,
-            opened.header.ssrc
-        ),
-        (1, 960, 1)
-    );
+    assert_eq!((opened.header.sequence, opened.header.timestamp, opened.header.ssrc), (1, 960, 1));
     let ext = opened.extension.unwrap();
     assert_eq!(ext.profile(), 0xBEDE);
     assert!(ext.is_one_byte());
@@ -211,9 +181,7 @@ fn transport_9_4_extension_receive() {
     cipher.seal_with_nonce(&mut buf, len, &[0; 4]).unwrap();
     assert_eq!(buf, sealed);
     let mut packet = plain;
-    Sealer::new(Cipher::new(Mode::Aes256GcmRtpSize, &key), 0)
-        .seal(&mut packet)
-        .unwrap();
+    Sealer::new(Cipher::new(Mode::Aes256GcmRtpSize, &key), 0).seal(&mut packet).unwrap();
     assert_eq!(packet, sealed);
 }
 
@@ -244,10 +212,7 @@ fn ip_discovery_records() {
         let port = u16::try_from(r["port"].as_u64().unwrap()).unwrap();
         assert_eq!((d.ssrc, d.address, d.port), (ssrc, address, port));
         assert_eq!(classify(&datagram), DatagramKind::DiscoveryResponse);
-        assert_eq!(
-            discovery::response(ssrc, address, port).unwrap().as_slice(),
-            datagram.as_slice()
-        );
+        assert_eq!(discovery::response(ssrc, address, port).unwrap().as_slice(), datagram.as_slice());
 
         // The same client's Select Protocol carries that address and port.
         let selects: Vec<serde_json::Value> = frames
@@ -273,9 +238,7 @@ fn transport_records_open() {
         let what = format!("{} call {} #{} {}", r.mode, r.call, r.index, r.direction);
         let cipher = Cipher::new(r.mode(), &r.key());
         let mut buf = r.datagram();
-        let opened = cipher
-            .open(&mut buf)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let opened = cipher.open(&mut buf).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(opened.payload.to_vec(), r.opus(), "{what}");
         assert_eq!(opened.header.sequence, r.seq, "{what}");
         assert_eq!(opened.header.timestamp, r.timestamp, "{what}");
@@ -291,11 +254,7 @@ fn transport_records_open() {
         assert_eq!(suffix, r.appended_nonce().as_slice(), "{what}");
         // And the full nonce is the suffix (or header) padded with zeros.
         let nonce = r.nonce();
-        let src: &[u8] = if r.mode() == Mode::XSalsa20Poly1305 {
-            &d[..12]
-        } else {
-            suffix
-        };
+        let src: &[u8] = if r.mode() == Mode::XSalsa20Poly1305 { &d[..12] } else { suffix };
         assert_eq!(&nonce[..src.len()], src, "{what}");
         assert!(nonce[src.len()..].iter().all(|&b| b == 0), "{what}");
     }
@@ -330,9 +289,7 @@ fn transport_records_seal_byte_exact() {
         let cipher = Cipher::new(r.mode(), &r.key());
         let mut buf = plain.clone();
         buf.resize(len + r.mode().overhead(), 0);
-        let n = cipher
-            .seal_with_nonce(&mut buf, len, &r.appended_nonce())
-            .unwrap();
+        let n = cipher.seal_with_nonce(&mut buf, len, &r.appended_nonce()).unwrap();
         assert_eq!(hex::encode(&buf[..n]), r.datagram, "{what}");
 
         if let Some(counter) = r.nonce_counter {
@@ -350,10 +307,7 @@ fn transport_records_stream_rules() {
     let records = transport_records();
     let mut streams: Vec<Vec<&common::TransportRecord>> = Vec::new();
     for r in &records {
-        match streams
-            .iter_mut()
-            .find(|s| s[0].call == r.call && s[0].direction == r.direction)
-        {
+        match streams.iter_mut().find(|s| s[0].call == r.call && s[0].direction == r.direction) {
             Some(s) => s.push(r),
             None => streams.push(vec![r]),
         }
@@ -369,11 +323,7 @@ fn transport_records_stream_rules() {
             let i32_ = i as u32;
             assert_eq!(r.index, i32_, "{what}");
             assert_eq!(r.seq, first.seq.wrapping_add(i as u16), "{what}");
-            assert_eq!(
-                r.timestamp,
-                first.timestamp.wrapping_add(960 * i32_),
-                "{what}"
-            );
+            assert_eq!(r.timestamp, first.timestamp.wrapping_add(960 * i32_), "{what}");
             assert_eq!(r.ssrc, first.ssrc, "{what}");
             assert!(!r.marker, "{what}");
             assert_eq!(r.mode, first.mode, "{what}");
@@ -395,9 +345,7 @@ fn transport_records_forwarding_keeps_sender_fields() {
     let records = transport_records();
     let mut compared = 0;
     for fwd in records.iter().filter(|r| !r.sent_by_discordjs()) {
-        let Some(sent) = records
-            .iter()
-            .find(|s| s.sent_by_discordjs() && s.call == fwd.call && s.seq == fwd.seq)
+        let Some(sent) = records.iter().find(|s| s.sent_by_discordjs() && s.call == fwd.call && s.seq == fwd.seq)
         else {
             // Call 6 recorded only the forwarded side.
             assert_eq!(fwd.call, 6);

@@ -28,16 +28,21 @@ impl VoiceConnection {
         if self.state == State::Closed {
             return;
         }
-        self.leaving = false;
         self.ghost = None;
-        let moving =
-            self.channel.is_some() && matches!(self.state, State::Connected | State::Resuming);
+        let idle = matches!(self.state, State::Idle | State::Disconnected);
+        if self.channel == Some(channel) && !idle && !self.leaving {
+            // Already joining or in this channel.
+            return;
+        }
+        self.leaving = false;
         self.channel = Some(channel);
         self.op4(Some(channel));
-        if !moving {
+        if idle || self.state == State::AwaitingVoiceInfo {
             self.backoff.reset();
             self.await_voice_info(now);
         }
+        // Otherwise a session exists: this is a move, and the main gateway's
+        // updates drive a fresh connection to the new channel.
     }
 
     /// Sends op 4 again for the current channel, for fresh credentials.
@@ -48,8 +53,7 @@ impl VoiceConnection {
 
     pub(crate) fn await_voice_info(&mut self, now: Instant) {
         self.state = State::AwaitingVoiceInfo;
-        self.timers
-            .set(Timer::VoiceInfo, now + self.config.voice_info_timeout);
+        self.timers.set(Timer::VoiceInfo, now + self.config.voice_info_timeout);
     }
 
     /// Leaves the channel: five silence frames if audio was flowing, then op
@@ -78,9 +82,7 @@ impl VoiceConnection {
         self.pending = None;
         self.leaving = false;
         self.state = State::Idle;
-        self.event(Event::Disconnected {
-            reason: DisconnectReason::Requested,
-        });
+        self.event(Event::Disconnected { reason: DisconnectReason::Requested });
         if self.closing {
             self.state = State::Closed;
             self.event(Event::Closed);

@@ -28,12 +28,7 @@ impl VoiceConnection {
         self.connected_to = None;
         self.last_seq = None;
         self.users.clear();
-        for t in [
-            Timer::Discovery,
-            Timer::Keepalive,
-            Timer::Silence,
-            Timer::SpeakingIdle,
-        ] {
+        for t in [Timer::Discovery, Timer::Keepalive, Timer::Silence, Timer::SpeakingIdle] {
             self.timers.stop(t);
         }
     }
@@ -45,25 +40,18 @@ impl VoiceConnection {
             self.await_voice_info(now);
             return;
         };
+        // The contract: any socket from before is closed before ConnectWs.
+        self.drop_ws(if resume { 4000 } else { 1000 });
         if !resume {
             self.link = None;
             self.last_seq = None;
             self.connected_to = self.info.token.clone().map(|t| (endpoint.clone(), t));
         }
-        let url = voice_url(
-            &endpoint,
-            self.config.gateway_version.as_u8(),
-            self.config.plain_ws,
-        );
+        let url = voice_url(&endpoint, self.config.gateway_version.as_u8(), self.config.plain_ws);
         self.push(Output::ConnectWs { url });
         self.ws = Ws::Opening { resume };
-        self.state = if resume {
-            State::Resuming
-        } else {
-            State::Connecting
-        };
-        self.timers
-            .set(Timer::WsOpen, now + self.config.ws_open_timeout);
+        self.state = if resume { State::Resuming } else { State::Connecting };
+        self.timers.set(Timer::WsOpen, now + self.config.ws_open_timeout);
         if resume {
             self.stats.resumes += 1;
         }
@@ -147,8 +135,7 @@ impl VoiceConnection {
                 self.info.endpoint = None;
                 self.move_code = code.unwrap_or(4014);
                 self.state = State::AwaitingMove;
-                self.timers
-                    .set(Timer::MoveWait, now + self.config.move_wait);
+                self.timers.set(Timer::MoveWait, now + self.config.move_wait);
                 self.event(Event::Reconnecting { reason });
             }
             CloseAction::Final(r) => self.disconnect(r.into()),

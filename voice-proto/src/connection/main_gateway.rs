@@ -23,8 +23,7 @@ impl VoiceConnection {
     }
 
     fn on_voice_state(&mut self, u: VoiceStateUpdate, now: Instant) {
-        if u.user_id != self.config.user_id || u.guild_id.is_some_and(|g| g != self.config.guild_id)
-        {
+        if u.user_id != self.config.user_id || u.guild_id.is_some_and(|g| g != self.config.guild_id) {
             return;
         }
         self.info.session_id = Some(u.session_id);
@@ -65,19 +64,12 @@ impl VoiceConnection {
             self.info.token = Some(u.token);
             self.timers.stop(Timer::MoveWait);
             self.await_voice_info(now);
-            self.event(Event::Reconnecting {
-                reason: ReconnectReason::EndpointRemoved,
-            });
+            self.event(Event::Reconnecting { reason: ReconnectReason::EndpointRemoved });
             return;
         };
-        let same = self
-            .connected_to
-            .as_ref()
-            .is_some_and(|(e, t)| *e == endpoint && t.expose() == u.token.expose());
-        let live = !matches!(
-            self.state,
-            State::Idle | State::AwaitingVoiceInfo | State::AwaitingMove | State::Disconnected
-        );
+        let same = self.connected_to.as_ref().is_some_and(|(e, t)| *e == endpoint && t.expose() == u.token.expose());
+        let live =
+            !matches!(self.state, State::Idle | State::AwaitingVoiceInfo | State::AwaitingMove | State::Disconnected);
         if same && live {
             // An exact duplicate mid-handshake or while connected.
             return;
@@ -96,9 +88,7 @@ impl VoiceConnection {
             _ => {
                 // New server or token while connected or connecting: a fresh
                 // connection with the new credentials, never a resume.
-                self.event(Event::Reconnecting {
-                    reason: ReconnectReason::EndpointChanged,
-                });
+                self.event(Event::Reconnecting { reason: ReconnectReason::EndpointChanged });
                 self.drop_session(1000);
                 self.pending = None;
                 self.timers.stop(Timer::Reconnect);

@@ -40,13 +40,7 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(
-        mode: Mode,
-        key: &SecretKey,
-        sequence: u16,
-        timestamp: u32,
-        nonce: u32,
-    ) -> Self {
+    pub(crate) fn new(mode: Mode, key: &SecretKey, sequence: u16, timestamp: u32, nonce: u32) -> Self {
         Sender {
             sealer: Sealer::new(Cipher::new(mode, key), nonce),
             sequence,
@@ -93,12 +87,7 @@ impl VoiceConnection {
     /// [`poll_output`](Self::poll_output) before sending the datagram.
     /// Before the session is established this returns
     /// [`SendError::NotReady`]; audio is never queued.
-    pub fn send_opus(
-        &mut self,
-        frame: &[u8],
-        now: Instant,
-        out: &mut Vec<u8>,
-    ) -> Result<Transmit, SendError> {
+    pub fn send_opus(&mut self, frame: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<Transmit, SendError> {
         let now = self.advance(now);
         if frame.len() > MAX_FRAME_LEN {
             return Err(SendError::FrameTooLarge(frame.len()));
@@ -120,16 +109,10 @@ impl VoiceConnection {
         let transform = &mut self.transform;
         let len = sender.build(ssrc, out, |out| transform.encrypt_into(frame, out))?;
         if announce {
-            self.send_message(&Message::Speaking(Speaking {
-                speaking: flags,
-                delay: Some(0),
-                ssrc,
-                user_id: None,
-            }));
+            self.send_message(&Message::Speaking(Speaking { speaking: flags, delay: Some(0), ssrc, user_id: None }));
         }
         self.timers.stop(Timer::Silence);
-        self.timers
-            .set(Timer::SpeakingIdle, now + self.config.speaking_idle);
+        self.timers.set(Timer::SpeakingIdle, now + self.config.speaking_idle);
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
         Ok(Transmit { to, len })
@@ -141,11 +124,7 @@ impl VoiceConnection {
 
     /// Sequence number and timestamp the next frame will carry.
     pub fn next_rtp_position(&self) -> Option<(u16, u32)> {
-        self.link
-            .as_ref()?
-            .sender
-            .as_ref()
-            .map(Sender::next_position)
+        self.link.as_ref()?.sender.as_ref().map(Sender::next_position)
     }
 
     /// Stops speaking now: five silence frames at 20 ms, then op 5 with 0.
@@ -208,12 +187,7 @@ impl VoiceConnection {
             sender.speaking = false;
             sender.silence_left = 0;
         }
-        self.send_message(&Message::Speaking(Speaking {
-            speaking: 0,
-            delay: Some(0),
-            ssrc,
-            user_id: None,
-        }));
+        self.send_message(&Message::Speaking(Speaking { speaking: 0, delay: Some(0), ssrc, user_id: None }));
         self.after_trailer(now);
     }
 

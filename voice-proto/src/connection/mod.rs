@@ -273,11 +273,7 @@ impl VoiceConnection {
         match t {
             Timer::VoiceInfo => self.on_voice_info_timeout(now),
             Timer::WsOpen => self.fail(now, crate::ReconnectReason::WsOpenTimeout, Pending::Resume),
-            Timer::Handshake => self.fail(
-                now,
-                crate::ReconnectReason::HandshakeTimeout,
-                Pending::Resume,
-            ),
+            Timer::Handshake => self.fail(now, crate::ReconnectReason::HandshakeTimeout, Pending::Resume),
             Timer::Heartbeat => self.on_heartbeat_timer(now),
             Timer::Discovery => self.on_discovery_timer(now),
             Timer::Keepalive => self.on_keepalive_timer(now),
@@ -314,9 +310,7 @@ impl VoiceConnection {
     /// Milliseconds of wall time for heartbeat nonces.
     pub(crate) fn unix_ms(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.start).as_millis();
-        self.config
-            .unix_ms_at_start
-            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+        self.config.unix_ms_at_start.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 
     #[cfg(any(test, feature = "fuzzing"))]

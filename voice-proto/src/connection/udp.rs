@@ -47,8 +47,7 @@ impl VoiceConnection {
         let (to, bytes) = (link.server, discovery::request(link.ssrc).to_vec());
         self.stats.discovery_attempts += 1;
         self.push(Output::Transmit { to, bytes });
-        self.timers
-            .set(Timer::Discovery, now + self.config.discovery_interval);
+        self.timers.set(Timer::Discovery, now + self.config.discovery_interval);
     }
 
     pub(crate) fn on_discovery_timer(&mut self, now: Instant) {
@@ -57,11 +56,7 @@ impl VoiceConnection {
         }
         let attempts = self.link.as_ref().map_or(0, |l| l.discovery_attempts);
         if attempts >= self.config.discovery_attempts {
-            self.fail(
-                now,
-                ReconnectReason::DiscoveryTimeout,
-                super::Pending::Reidentify,
-            );
+            self.fail(now, ReconnectReason::DiscoveryTimeout, super::Pending::Reidentify);
         } else {
             self.send_discovery(now);
         }
@@ -80,8 +75,7 @@ impl VoiceConnection {
         let to = link.server;
         self.stats.keepalives_sent += 1;
         self.push(Output::Transmit { to, bytes });
-        self.timers
-            .set(Timer::Keepalive, now + self.config.keepalive_interval);
+        self.timers.set(Timer::Keepalive, now + self.config.keepalive_interval);
     }
 
     pub(crate) fn on_keepalive_timer(&mut self, now: Instant) {
@@ -108,8 +102,7 @@ impl VoiceConnection {
         }
         match classify(buf) {
             DatagramKind::DiscoveryResponse => {
-                let d = Discovery::parse_response(buf)
-                    .inspect_err(|_| self.stats.unrecognised_datagrams += 1)?;
+                let d = Discovery::parse_response(buf).inspect_err(|_| self.stats.unrecognised_datagrams += 1)?;
                 if self.state == State::Discovering && d.ssrc == link.ssrc {
                     let (address, port) = (d.address.to_owned(), d.port);
                     self.select_protocol(address, port);
@@ -123,10 +116,7 @@ impl VoiceConnection {
                 };
                 // Reports are authenticated and otherwise unused (PROTOCOL.md
                 // §3.6: a bot may ignore RTCP).
-                sender
-                    .cipher()
-                    .open_rtcp(buf)
-                    .inspect_err(|_| self.stats.decrypt_failures += 1)?;
+                sender.cipher().open_rtcp(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
                 self.stats.rtcp_received += 1;
                 Ok(Datagram::Consumed)
             }
@@ -144,27 +134,16 @@ impl VoiceConnection {
             self.stats.not_ready_drops += 1;
             return Err(DatagramError::NotReady);
         };
-        let ssrc = voice_rtp::RtpPacket::new(buf)
-            .inspect_err(|_| self.stats.decrypt_failures += 1)?
-            .ssrc();
+        let ssrc = voice_rtp::RtpPacket::new(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?.ssrc();
         let Some(&user_id) = self.users.get(&ssrc) else {
             self.stats.unknown_ssrc_drops += 1;
             return Err(DatagramError::UnknownSsrc(ssrc));
         };
-        let opened = sender
-            .cipher()
-            .open(buf)
-            .inspect_err(|_| self.stats.decrypt_failures += 1)?;
+        let opened = sender.cipher().open(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
         self.stats.packets_received += 1;
         self.stats.bytes_received += len as u64;
         let h = opened.header;
         let opus = self.transform.decrypt(user_id, opened.payload);
-        Ok(Datagram::Voice(VoicePacket {
-            ssrc,
-            user_id,
-            sequence: h.sequence,
-            timestamp: h.timestamp,
-            opus,
-        }))
+        Ok(Datagram::Voice(VoicePacket { ssrc, user_id, sequence: h.sequence, timestamp: h.timestamp, opus }))
     }
 }

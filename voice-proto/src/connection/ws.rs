@@ -9,8 +9,8 @@ use crate::heartbeat::{Beat, Heartbeat};
 use crate::output::{DisconnectReason, Event, ReconnectReason};
 use crate::timer::Timer;
 use crate::wire::{
-    DaveBinary, Heartbeat as HeartbeatMsg, Identify, Message, Ready, Resume, SelectProtocol,
-    SelectProtocolData, SessionDescription, Speaking, WireError, WsMessage,
+    DaveBinary, Heartbeat as HeartbeatMsg, Identify, Message, Ready, Resume, SelectProtocol, SelectProtocolData,
+    SessionDescription, Speaking, WireError, WsMessage,
 };
 
 impl VoiceConnection {
@@ -23,11 +23,8 @@ impl VoiceConnection {
         };
         self.ws = Ws::Open { resume };
         self.timers.stop(Timer::WsOpen);
-        self.timers
-            .set(Timer::Handshake, now + self.config.handshake_timeout);
-        let (Some(session_id), Some(token)) =
-            (self.info.session_id.clone(), self.info.token.clone())
-        else {
+        self.timers.set(Timer::Handshake, now + self.config.handshake_timeout);
+        let (Some(session_id), Some(token)) = (self.info.session_id.clone(), self.info.token.clone()) else {
             // Credentials were withdrawn meanwhile; wait for new ones.
             self.drop_ws(1000);
             self.await_voice_info(now);
@@ -35,12 +32,7 @@ impl VoiceConnection {
         };
         let server_id = self.config.guild_id;
         if resume {
-            self.send_message(&Message::Resume(Resume {
-                server_id,
-                session_id,
-                token,
-                seq_ack: self.last_seq,
-            }));
+            self.send_message(&Message::Resume(Resume { server_id, session_id, token, seq_ack: self.last_seq }));
         } else {
             let max = self.config.max_dave_protocol_version;
             let identify = Identify {
@@ -48,8 +40,7 @@ impl VoiceConnection {
                 user_id: self.config.user_id,
                 session_id,
                 token,
-                max_dave_protocol_version: (self.config.gateway_version
-                    == crate::wire::GatewayVersion::V8)
+                max_dave_protocol_version: (self.config.gateway_version == crate::wire::GatewayVersion::V8)
                     .then_some(max),
             };
             self.send_message(&Message::Identify(identify));
@@ -86,16 +77,14 @@ impl VoiceConnection {
         }
         match msg {
             WsMessage::Text(text) => {
-                let frame =
-                    Message::parse(text).inspect_err(|_| self.stats.malformed_frames += 1)?;
+                let frame = Message::parse(text).inspect_err(|_| self.stats.malformed_frames += 1)?;
                 if let Some(seq) = frame.seq {
                     self.last_seq = Some(seq);
                 }
                 self.on_message(frame.message, now)
             }
             WsMessage::Binary(bytes) => {
-                let (seq, dave) = DaveBinary::parse_server(bytes)
-                    .inspect_err(|_| self.stats.malformed_frames += 1)?;
+                let (seq, dave) = DaveBinary::parse_server(bytes).inspect_err(|_| self.stats.malformed_frames += 1)?;
                 self.last_seq = Some(i64::from(seq));
                 // DAVE is not negotiated by this build (max version 0); the
                 // frames are parsed so that the sequence stays right.
@@ -114,10 +103,7 @@ impl VoiceConnection {
                 self.heartbeat = Some(hb);
             }
             Message::HeartbeatAck(a) => {
-                let acked = self
-                    .heartbeat
-                    .as_mut()
-                    .is_some_and(|hb| hb.on_ack(a.nonce, now));
+                let acked = self.heartbeat.as_mut().is_some_and(|hb| hb.on_ack(a.nonce, now));
                 if acked {
                     self.stats.heartbeat_acks += 1;
                     self.stats.heartbeat_rtt = self.heartbeat.as_ref().and_then(|hb| hb.rtt);
@@ -141,9 +127,7 @@ impl VoiceConnection {
                 self.event(Event::Resumed);
             }
             Message::Speaking(s) => self.on_speaking(s),
-            Message::ClientsConnect(c) => self.event(Event::ClientsConnected {
-                user_ids: c.user_ids,
-            }),
+            Message::ClientsConnect(c) => self.event(Event::ClientsConnected { user_ids: c.user_ids }),
             Message::ClientDisconnect(c) => {
                 self.users.retain(|_, u| *u != c.user_id);
                 self.event(Event::ClientDisconnected { user_id: c.user_id });
@@ -164,20 +148,14 @@ impl VoiceConnection {
             return;
         }
         self.users.insert(s.ssrc, user_id);
-        self.event(Event::Speaking {
-            user_id,
-            ssrc: s.ssrc,
-            flags: s.speaking,
-        });
+        self.event(Event::Speaking { user_id, ssrc: s.ssrc, flags: s.speaking });
     }
 
     fn on_ready(&mut self, r: Ready, now: Instant) -> Result<(), WsError> {
         if self.state != State::Identifying {
             return Err(WsError::Unexpected("Ready outside the handshake"));
         }
-        let Some(mode) =
-            voice_rtp::Mode::select(r.modes.iter().map(String::as_str), &self.config.modes)
-        else {
+        let Some(mode) = voice_rtp::Mode::select(r.modes.iter().map(String::as_str), &self.config.modes) else {
             tracing::warn!(modes = ?r.modes, "no common encryption mode");
             self.disconnect(DisconnectReason::NoCommonMode);
             return Ok(());
@@ -205,35 +183,18 @@ impl VoiceConnection {
         let Some(link) = self.link.as_ref() else {
             return;
         };
-        let data = SelectProtocolData {
-            address,
-            port,
-            mode: link.mode.as_str().to_owned(),
-        };
+        let data = SelectProtocolData { address, port, mode: link.mode.as_str().to_owned() };
         self.timers.stop(Timer::Discovery);
-        self.send_message(&Message::SelectProtocol(SelectProtocol {
-            protocol: "udp".into(),
-            data,
-        }));
+        self.send_message(&Message::SelectProtocol(SelectProtocol { protocol: "udp".into(), data }));
         self.state = State::SelectingProtocol;
     }
 
-    fn on_session_description(
-        &mut self,
-        sd: SessionDescription,
-        now: Instant,
-    ) -> Result<(), WsError> {
+    fn on_session_description(&mut self, sd: SessionDescription, now: Instant) -> Result<(), WsError> {
         if self.state != State::SelectingProtocol {
-            return Err(WsError::Unexpected(
-                "Session Description outside the handshake",
-            ));
+            return Err(WsError::Unexpected("Session Description outside the handshake"));
         }
-        let Some(mode) =
-            voice_rtp::Mode::from_name(&sd.mode).filter(|m| self.config.modes.contains(m))
-        else {
-            return Err(WsError::Unexpected(
-                "Session Description with a mode not offered",
-            ));
+        let Some(mode) = voice_rtp::Mode::from_name(&sd.mode).filter(|m| self.config.modes.contains(m)) else {
+            return Err(WsError::Unexpected("Session Description with a mode not offered"));
         };
         let (seq, ts, nonce) = (self.rng.u16(..), self.rng.u32(..), self.rng.u32(..));
         let seq = self.config.initial_sequence.unwrap_or(seq);
@@ -242,13 +203,7 @@ impl VoiceConnection {
             return Err(WsError::Unexpected("no Ready before Session Description"));
         };
         link.mode = mode;
-        link.sender = Some(super::media::Sender::new(
-            mode,
-            &sd.secret_key,
-            seq,
-            ts,
-            nonce,
-        ));
+        link.sender = Some(super::media::Sender::new(mode, &sd.secret_key, seq, ts, nonce));
         let ssrc = link.ssrc;
         self.transform.set_version(sd.dave_protocol_version);
         self.timers.stop(Timer::Handshake);
@@ -275,11 +230,7 @@ impl VoiceConnection {
             Some(Beat::Zombie) => {
                 self.stats.zombie_closes += 1;
                 tracing::warn!("heartbeat not acknowledged; resuming");
-                self.fail(
-                    now,
-                    ReconnectReason::ZombieConnection,
-                    super::Pending::Resume,
-                );
+                self.fail(now, ReconnectReason::ZombieConnection, super::Pending::Resume);
             }
             None => {
                 let at = hb.deadline();

@@ -63,26 +63,17 @@ impl<'a> DaveBinary<'a> {
             25 => DaveBinary::ExternalSender(body),
             26 => DaveBinary::KeyPackage(body),
             27 => match body {
-                [operation, rest @ ..] => DaveBinary::Proposals {
-                    operation: *operation,
-                    body: rest,
-                },
+                [operation, rest @ ..] => DaveBinary::Proposals { operation: *operation, body: rest },
                 [] => return Err(WireError::BinaryTooShort { op: Some(op) }),
             },
             28 => DaveBinary::CommitWelcome(body),
             29 => {
                 let (transition_id, commit) = tid(body)?;
-                DaveBinary::AnnounceCommitTransition {
-                    transition_id,
-                    commit,
-                }
+                DaveBinary::AnnounceCommitTransition { transition_id, commit }
             }
             30 => {
                 let (transition_id, welcome) = tid(body)?;
-                DaveBinary::Welcome {
-                    transition_id,
-                    welcome,
-                }
+                DaveBinary::Welcome { transition_id, welcome }
             }
             op => return Err(WireError::UnknownBinaryOpcode(op)),
         })
@@ -91,9 +82,7 @@ impl<'a> DaveBinary<'a> {
     /// Parses a server-to-client frame: `seq: u16 BE`, `op: u8`, body.
     pub fn parse_server(frame: &'a [u8]) -> Result<(u16, Self), WireError> {
         match frame {
-            [hi, lo, op, body @ ..] => {
-                Ok((u16::from_be_bytes([*hi, *lo]), Self::parse_body(*op, body)?))
-            }
+            [hi, lo, op, body @ ..] => Ok((u16::from_be_bytes([*hi, *lo]), Self::parse_body(*op, body)?)),
             _ => Err(WireError::BinaryTooShort { op: None }),
         }
     }
@@ -114,21 +103,15 @@ impl<'a> DaveBinary<'a> {
         }
         out.push(self.op());
         match *self {
-            DaveBinary::ExternalSender(b)
-            | DaveBinary::KeyPackage(b)
-            | DaveBinary::CommitWelcome(b) => out.extend_from_slice(b),
+            DaveBinary::ExternalSender(b) | DaveBinary::KeyPackage(b) | DaveBinary::CommitWelcome(b) => {
+                out.extend_from_slice(b)
+            }
             DaveBinary::Proposals { operation, body } => {
                 out.push(operation);
                 out.extend_from_slice(body);
             }
-            DaveBinary::AnnounceCommitTransition {
-                transition_id,
-                commit: b,
-            }
-            | DaveBinary::Welcome {
-                transition_id,
-                welcome: b,
-            } => {
+            DaveBinary::AnnounceCommitTransition { transition_id, commit: b }
+            | DaveBinary::Welcome { transition_id, welcome: b } => {
                 out.extend_from_slice(&transition_id.to_be_bytes());
                 out.extend_from_slice(b);
             }

@@ -51,9 +51,7 @@ impl<'de> Deserialize<'de> for Snowflake {
                 f.write_str("a snowflake as a string (or an integer)")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Snowflake, E> {
-                v.parse()
-                    .map(Snowflake)
-                    .map_err(|_| E::custom("snowflake is not a u64"))
+                v.parse().map(Snowflake).map_err(|_| E::custom("snowflake is not a u64"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Snowflake, E> {
                 Ok(Snowflake(v))

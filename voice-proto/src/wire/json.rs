@@ -259,11 +259,7 @@ enum NonceShape {
 }
 
 fn whole_number<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if v.fract() == 0.0 && *v >= 0.0 && *v < 9.0e15 {
-        s.serialize_u64(*v as u64)
-    } else {
-        s.serialize_f64(*v)
-    }
+    if v.fract() == 0.0 && *v >= 0.0 && *v < 9.0e15 { s.serialize_u64(*v as u64) } else { s.serialize_f64(*v) }
 }
 
 mod secret_key_serde {
@@ -309,10 +305,7 @@ mod secret_key_serde {
 
 fn data<T: DeserializeOwned>(op: u8, d: Option<&RawValue>) -> Result<T, WireError> {
     let d = d.ok_or(WireError::MissingData { op })?;
-    serde_json::from_str(d.get()).map_err(|e| WireError::Malformed {
-        op: Some(op),
-        reason: e.to_string(),
-    })
+    serde_json::from_str(d.get()).map_err(|e| WireError::Malformed { op: Some(op), reason: e.to_string() })
 }
 
 fn nonce(op: u8, d: Option<&RawValue>) -> Result<(u64, Option<i64>), WireError> {
@@ -349,15 +342,10 @@ impl Message {
 
     /// Parses a text frame. Either heartbeat shape is accepted on any version.
     pub fn parse(text: &str) -> Result<TextFrame, WireError> {
-        let raw: RawFrame<'_> = serde_json::from_str(text).map_err(|e| WireError::Malformed {
-            op: None,
-            reason: e.to_string(),
-        })?;
+        let raw: RawFrame<'_> =
+            serde_json::from_str(text).map_err(|e| WireError::Malformed { op: None, reason: e.to_string() })?;
         let Ok(op) = u8::try_from(raw.op) else {
-            return Ok(TextFrame {
-                message: Message::Unknown { op: u8::MAX },
-                seq: raw.seq,
-            });
+            return Ok(TextFrame { message: Message::Unknown { op: u8::MAX }, seq: raw.seq });
         };
         let d = raw.d;
         let message = match op {
@@ -370,9 +358,7 @@ impl Message {
             }
             4 => Message::SessionDescription(data(op, d)?),
             5 => Message::Speaking(data(op, d)?),
-            6 => Message::HeartbeatAck(HeartbeatAck {
-                nonce: nonce(op, d)?.0,
-            }),
+            6 => Message::HeartbeatAck(HeartbeatAck { nonce: nonce(op, d)?.0 }),
             7 => Message::Resume(data(op, d)?),
             8 => Message::Hello(data(op, d)?),
             9 => Message::Resumed,
@@ -385,10 +371,7 @@ impl Message {
             31 => Message::DaveMlsInvalidCommitWelcome(data(op, d)?),
             op => Message::Unknown { op },
         };
-        Ok(TextFrame {
-            message,
-            seq: raw.seq,
-        })
+        Ok(TextFrame { message, seq: raw.seq })
     }
 
     /// Serialises the message as compact JSON for `version`, with a top-level
@@ -404,25 +387,11 @@ impl Message {
             Message::Identify(m) => frame(op, m, seq),
             Message::SelectProtocol(m) => frame(op, m, seq),
             Message::Ready(m) => frame(op, m, seq),
-            Message::Heartbeat(h) if v8 => frame(
-                op,
-                &HeartbeatV8 {
-                    t: h.nonce,
-                    seq_ack: h.seq_ack,
-                },
-                seq,
-            ),
+            Message::Heartbeat(h) if v8 => frame(op, &HeartbeatV8 { t: h.nonce, seq_ack: h.seq_ack }, seq),
             Message::Heartbeat(h) => frame(op, &h.nonce, seq),
             Message::SessionDescription(m) => frame(op, m, seq),
             Message::Speaking(m) => frame(op, m, seq),
-            Message::HeartbeatAck(h) if v8 => frame(
-                op,
-                &HeartbeatV8 {
-                    t: h.nonce,
-                    seq_ack: None,
-                },
-                seq,
-            ),
+            Message::HeartbeatAck(h) if v8 => frame(op, &HeartbeatV8 { t: h.nonce, seq_ack: None }, seq),
             Message::HeartbeatAck(h) => frame(op, &h.nonce, seq),
             Message::Resume(m) => frame(op, m, seq),
             Message::Hello(m) => frame(op, m, seq),

@@ -8,9 +8,9 @@ mod json;
 pub use binary::DaveBinary;
 pub use ids::{Snowflake, Token};
 pub use json::{
-    ClientDisconnect, ClientsConnect, DavePrepareEpoch, DavePrepareTransition, Heartbeat,
-    HeartbeatAck, Hello, Identify, Message, Ready, Resume, SelectProtocol, SelectProtocolData,
-    SessionDescription, Speaking, TextFrame, TransitionId,
+    ClientDisconnect, ClientsConnect, DavePrepareEpoch, DavePrepareTransition, Heartbeat, HeartbeatAck, Hello,
+    Identify, Message, Ready, Resume, SelectProtocol, SelectProtocolData, SessionDescription, Speaking, TextFrame,
+    TransitionId,
 };
 
 /// A voice gateway version this crate speaks.

@@ -54,12 +54,7 @@ impl Backend {
     }
 
     /// Encrypts `data` in place; returns the tag. `nonce` is `nonce_len()` long.
-    pub(crate) fn seal(
-        &self,
-        nonce: &[u8],
-        aad: &[u8],
-        data: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], Error> {
+    pub(crate) fn seal(&self, nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
         let tag = match self {
             Backend::Aes(c) => c.encrypt_in_place_detached(nonce.into(), aad, data),
             Backend::XChaCha(k) => return xchacha_seal(k, nonce, aad, data),
@@ -71,13 +66,7 @@ impl Backend {
     }
 
     /// Decrypts `data` in place after checking `tag`.
-    pub(crate) fn open(
-        &self,
-        nonce: &[u8],
-        aad: &[u8],
-        data: &mut [u8],
-        tag: &[u8],
-    ) -> Result<(), Error> {
+    pub(crate) fn open(&self, nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> Result<(), Error> {
         match self {
             Backend::Aes(c) => c.decrypt_in_place_detached(nonce.into(), aad, data, tag.into()),
             Backend::XChaCha(k) => return xchacha_open(k, nonce, aad, data, tag),
@@ -100,31 +89,17 @@ fn xchacha_key(key: &[u8; 32], nonce: &[u8]) -> Result<(LessSafeKey, Nonce), Err
     Ok((key, Nonce::assume_unique_for_key(n)))
 }
 
-fn xchacha_seal(
-    key: &[u8; 32],
-    nonce: &[u8],
-    aad: &[u8],
-    data: &mut [u8],
-) -> Result<[u8; TAG_LEN], Error> {
+fn xchacha_seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
     let (k, n) = xchacha_key(key, nonce)?;
-    let tag = k
-        .seal_in_place_separate_tag(n, Aad::from(aad), data)
-        .map_err(|_| Error::OutOfRange("plaintext too long"))?;
+    let tag =
+        k.seal_in_place_separate_tag(n, Aad::from(aad), data).map_err(|_| Error::OutOfRange("plaintext too long"))?;
     let mut out = [0u8; TAG_LEN];
     out.copy_from_slice(tag.as_ref());
     Ok(out)
 }
 
-fn xchacha_open(
-    key: &[u8; 32],
-    nonce: &[u8],
-    aad: &[u8],
-    data: &mut [u8],
-    tag: &[u8],
-) -> Result<(), Error> {
+fn xchacha_open(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> Result<(), Error> {
     let (k, n) = xchacha_key(key, nonce)?;
     let tag = Tag::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
-    k.open_in_place_separate_tag(n, Aad::from(aad), tag, data, 0..)
-        .map(|_| ())
-        .map_err(|_| Error::AuthenticationFailed)
+    k.open_in_place_separate_tag(n, Aad::from(aad), tag, data, 0..).map(|_| ()).map_err(|_| Error::AuthenticationFailed)
 }

@@ -41,10 +41,7 @@ mod tests {
     fn debug_is_redacted() {
         let k = SecretKey::new([0xAB; 32]);
         let s = format!("{k:?}");
-        assert!(
-            !s.contains("171") && !s.to_lowercase().contains("ab,"),
-            "{s}"
-        );
+        assert!(!s.contains("171") && !s.to_lowercase().contains("ab,"), "{s}");
         assert!(SecretKey::from_slice(&[1; 31]).is_none());
     }
 }

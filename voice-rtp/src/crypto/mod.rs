@@ -84,9 +84,7 @@ pub struct Cipher {
 
 impl core::fmt::Debug for Cipher {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Cipher")
-            .field("mode", &self.mode)
-            .finish_non_exhaustive()
+        f.debug_struct("Cipher").field("mode", &self.mode).finish_non_exhaustive()
     }
 }
 
@@ -103,11 +101,7 @@ impl Cipher {
             Mode::XSalsa20Poly1305Suffix => (Backend::xsalsa(k), NonceSource::Suffix24),
             Mode::XSalsa20Poly1305 => (Backend::xsalsa(k), NonceSource::Header12),
         };
-        Cipher {
-            mode,
-            backend,
-            nonce,
-        }
+        Cipher { mode, backend, nonce }
     }
 
     /// The mode.
@@ -130,11 +124,7 @@ impl Cipher {
         // 0.16 keeps exactly the 12-byte fixed header in clear, and its
         // recorded vectors agree; NetCord's `aead_aes256_gcm` adds the CSRCs.
         // We follow discord.js; no known server sends CSRCs to clients.
-        if self.mode.is_rtpsize() {
-            packet.rtpsize_clear_len()
-        } else {
-            FIXED_HEADER_LEN
-        }
+        if self.mode.is_rtpsize() { packet.rtpsize_clear_len() } else { FIXED_HEADER_LEN }
     }
 
     fn nonce(&self, buf: &[u8], clear: usize, suffix: &[u8]) -> [u8; 24] {
@@ -154,10 +144,7 @@ impl Cipher {
     fn seal_raw(&self, buf: &mut [u8], len: usize, clear: usize, suffix: &[u8]) -> Result<usize> {
         let total = len + TAG_LEN + suffix.len();
         if buf.len() < total {
-            return Err(Error::BufferTooSmall {
-                needed: total,
-                have: buf.len(),
-            });
+            return Err(Error::BufferTooSmall { needed: total, have: buf.len() });
         }
         let nonce = self.nonce(buf, clear, suffix);
         let nonce = &nonce[..self.backend.nonce_len()];
@@ -165,9 +152,7 @@ impl Cipher {
         if self.tag_in_front() {
             buf.copy_within(clear..len, clear + TAG_LEN);
             let (_, rest) = buf.split_at_mut(clear);
-            let tag = self
-                .backend
-                .seal(nonce, &[], &mut rest[TAG_LEN..TAG_LEN + body])?;
+            let tag = self.backend.seal(nonce, &[], &mut rest[TAG_LEN..TAG_LEN + body])?;
             rest[..TAG_LEN].copy_from_slice(&tag);
         } else {
             let (aad, rest) = buf.split_at_mut(clear);
@@ -184,22 +169,14 @@ impl Cipher {
         let suffix = self.nonce.suffix_len();
         let min = clear + TAG_LEN + suffix;
         if buf.len() < min {
-            return Err(Error::TooShort {
-                needed: min,
-                got: buf.len(),
-            });
+            return Err(Error::TooShort { needed: min, got: buf.len() });
         }
         let end = buf.len() - suffix;
         let nonce = self.nonce(buf, clear, &buf[end..]);
         let nonce = &nonce[..self.backend.nonce_len()];
         if self.tag_in_front() {
             let (head, rest) = buf.split_at_mut(clear + TAG_LEN);
-            self.backend.open(
-                nonce,
-                &[],
-                &mut rest[..end - clear - TAG_LEN],
-                &head[clear..],
-            )?;
+            self.backend.open(nonce, &[], &mut rest[..end - clear - TAG_LEN], &head[clear..])?;
             Ok(clear + TAG_LEN..end)
         } else {
             let (aad, rest) = buf.split_at_mut(clear);
@@ -218,15 +195,9 @@ impl Cipher {
     pub fn seal_with_nonce(&self, buf: &mut [u8], len: usize, nonce: &[u8]) -> Result<usize> {
         let expected = self.suffix_len();
         if nonce.len() != expected {
-            return Err(Error::BadNonceLength {
-                expected,
-                got: nonce.len(),
-            });
+            return Err(Error::BadNonceLength { expected, got: nonce.len() });
         }
-        let packet = RtpPacket::new(
-            buf.get(..len)
-                .ok_or(Error::OutOfRange("len beyond buffer"))?,
-        )?;
+        let packet = RtpPacket::new(buf.get(..len).ok_or(Error::OutOfRange("len beyond buffer"))?)?;
         let clear = self.rtp_clear_len(&packet);
         self.seal_raw(buf, len, clear, nonce)
     }
@@ -247,11 +218,7 @@ impl Cipher {
         };
         let (padded, csrc_bytes) = (packet.has_padding(), 4 * usize::from(packet.csrc_count()));
         let clear = self.rtp_clear_len(&packet);
-        let clear_preamble = if self.mode.is_rtpsize() {
-            packet.extension_preamble()
-        } else {
-            None
-        };
+        let clear_preamble = if self.mode.is_rtpsize() { packet.extension_preamble() } else { None };
         let has_ext = packet.has_extension();
 
         let plain = self.open_raw(buf, clear)?;
@@ -280,10 +247,7 @@ impl Cipher {
             start += body_len;
         }
         if start > end {
-            return Err(Error::TooShort {
-                needed: start,
-                got: end,
-            });
+            return Err(Error::TooShort { needed: start, got: end });
         }
         if padded {
             let n = buf[end - 1];
@@ -295,11 +259,7 @@ impl Cipher {
         let (head, tail) = buf.split_at_mut(start);
         let head: &'a [u8] = head;
         let extension = ext.map(|(profile, r)| Extension::new(profile, &head[r]));
-        Ok(Opened {
-            header,
-            extension,
-            payload: &mut tail[..end - start],
-        })
+        Ok(Opened { header, extension, payload: &mut tail[..end - start] })
     }
 
     /// Opens a sealed RTCP packet in place and returns its decrypted body
@@ -336,11 +296,7 @@ impl Sealer {
     /// Any start works; the counter wraps modulo 2^32 but never reaches its
     /// start again.
     pub fn new(cipher: Cipher, first_nonce: u32) -> Self {
-        Sealer {
-            cipher,
-            first: first_nonce,
-            used: 0,
-        }
+        Sealer { cipher, first: first_nonce, used: 0 }
     }
 
     /// A sealer whose first nonce was `first_nonce` and which has already
@@ -348,11 +304,7 @@ impl Sealer {
     /// the end of the counter space without sealing 2^32 packets.
     #[doc(hidden)]
     pub fn with_nonces_used(cipher: Cipher, first_nonce: u32, used: u64) -> Self {
-        Sealer {
-            cipher,
-            first: first_nonce,
-            used: used.min(COUNTER_SPACE),
-        }
+        Sealer { cipher, first: first_nonce, used: used.min(COUNTER_SPACE) }
     }
 
     /// The cipher, for opening received packets.
@@ -390,17 +342,11 @@ impl Sealer {
     /// Seals the RTP packet `buf[..len]` in place, returning the sealed length.
     /// `buf` needs `mode().overhead()` spare bytes after `len`.
     pub fn seal_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize> {
-        let packet = RtpPacket::new(
-            buf.get(..len)
-                .ok_or(Error::OutOfRange("len beyond buffer"))?,
-        )?;
+        let packet = RtpPacket::new(buf.get(..len).ok_or(Error::OutOfRange("len beyond buffer"))?)?;
         let clear = self.cipher.rtp_clear_len(&packet);
         let total = len + self.mode().overhead();
         if buf.len() < total {
-            return Err(Error::BufferTooSmall {
-                needed: total,
-                have: buf.len(),
-            });
+            return Err(Error::BufferTooSmall { needed: total, have: buf.len() });
         }
         let (suffix, n) = self.next_suffix()?;
         self.cipher.seal_raw(buf, len, clear, &suffix[..n])
@@ -431,9 +377,7 @@ impl Sealer {
         let len = packet.len();
         let (suffix, n) = self.next_suffix()?;
         packet.resize(len + self.mode().overhead(), 0);
-        let r = self
-            .cipher
-            .seal_raw(packet, len, RTCP_CLEAR_LEN, &suffix[..n]);
+        let r = self.cipher.seal_raw(packet, len, RTCP_CLEAR_LEN, &suffix[..n]);
         packet.truncate(*r.as_ref().unwrap_or(&len));
         r.map(|_| ())
     }

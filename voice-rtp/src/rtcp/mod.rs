@@ -76,10 +76,7 @@ impl<'a> RtcpPacket<'a> {
         let packet_type = PacketType::from_u8(buf[1]).ok_or(Error::NotRtcp(buf[1]))?;
         let len = 4 * (usize::from(u16::from_be_bytes([buf[2], buf[3]])) + 1);
         need(buf, len)?;
-        Ok(RtcpPacket {
-            buf: &buf[..len],
-            packet_type,
-        })
+        Ok(RtcpPacket { buf: &buf[..len], packet_type })
     }
 
     /// The packet type.
@@ -112,9 +109,7 @@ impl<'a> RtcpPacket<'a> {
     }
     /// The packet's first SSRC (sender's for SR/RR, first source otherwise).
     pub fn ssrc(&self) -> Option<u32> {
-        self.buf
-            .get(4..8)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.buf.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     /// Typed view of the packet.
     pub fn parse(&self) -> Result<Rtcp<'a>> {

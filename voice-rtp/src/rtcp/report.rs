@@ -43,12 +43,7 @@ impl ReportBlock {
         out.extend_from_slice(&self.ssrc.to_be_bytes());
         let lost = (self.cumulative_lost.clamp(-0x80_0000, 0x7F_FFFF) as u32) & 0x00FF_FFFF;
         out.extend_from_slice(&(u32::from(self.fraction_lost) << 24 | lost).to_be_bytes());
-        for v in [
-            self.highest_sequence,
-            self.jitter,
-            self.last_sr,
-            self.delay_since_last_sr,
-        ] {
+        for v in [self.highest_sequence, self.jitter, self.last_sr, self.delay_since_last_sr] {
             out.extend_from_slice(&v.to_be_bytes());
         }
     }
@@ -89,9 +84,7 @@ impl<'a> SenderReport<'a> {
     pub(super) fn parse(p: &RtcpPacket<'a>) -> Result<Self> {
         let body = p.body()?;
         if body.len() < 24 {
-            return Err(Error::MalformedRtcp(
-                "sender report shorter than its sender info",
-            ));
+            return Err(Error::MalformedRtcp("sender report shorter than its sender info"));
         }
         let info = SenderInfo {
             ntp_timestamp: u64::from(be32(&body[4..])) << 32 | u64::from(be32(&body[8..])),
@@ -100,19 +93,12 @@ impl<'a> SenderReport<'a> {
             octet_count: be32(&body[20..]),
         };
         check_blocks(&body[24..], p.count())?;
-        Ok(SenderReport {
-            ssrc: be32(body),
-            info,
-            blocks: &body[24..],
-            count: p.count(),
-        })
+        Ok(SenderReport { ssrc: be32(body), info, blocks: &body[24..], count: p.count() })
     }
     /// The reception report blocks.
     pub fn blocks(&self) -> impl ExactSizeIterator<Item = ReportBlock> + 'a {
         let n = usize::from(self.count) * BLOCK_LEN;
-        self.blocks[..n]
-            .chunks_exact(BLOCK_LEN)
-            .map(ReportBlock::parse)
+        self.blocks[..n].chunks_exact(BLOCK_LEN).map(ReportBlock::parse)
     }
 }
 
@@ -132,27 +118,17 @@ impl<'a> ReceiverReport<'a> {
             return Err(Error::MalformedRtcp("receiver report without SSRC"));
         }
         check_blocks(&body[4..], p.count())?;
-        Ok(ReceiverReport {
-            ssrc: be32(body),
-            blocks: &body[4..],
-            count: p.count(),
-        })
+        Ok(ReceiverReport { ssrc: be32(body), blocks: &body[4..], count: p.count() })
     }
     /// The reception report blocks.
     pub fn blocks(&self) -> impl ExactSizeIterator<Item = ReportBlock> + 'a {
         let n = usize::from(self.count) * BLOCK_LEN;
-        self.blocks[..n]
-            .chunks_exact(BLOCK_LEN)
-            .map(ReportBlock::parse)
+        self.blocks[..n].chunks_exact(BLOCK_LEN).map(ReportBlock::parse)
     }
 }
 
 /// Appends a receiver report from `ssrc` with `blocks` (at most 31) to `out`.
-pub fn build_receiver_report(
-    ssrc: u32,
-    blocks: &[ReportBlock],
-    out: &mut Vec<u8>,
-) -> Result<usize> {
+pub fn build_receiver_report(ssrc: u32, blocks: &[ReportBlock], out: &mut Vec<u8>) -> Result<usize> {
     if blocks.len() > 31 {
         return Err(Error::OutOfRange("more than 31 report blocks"));
     }

@@ -41,21 +41,13 @@ impl<'a> Sdes<'a> {
             let mut at = 4;
             let mut items = Vec::new();
             loop {
-                let kind = *body
-                    .get(at)
-                    .ok_or(Error::MalformedRtcp("SDES chunk not terminated"))?;
+                let kind = *body.get(at).ok_or(Error::MalformedRtcp("SDES chunk not terminated"))?;
                 if kind == 0 {
                     at += 1;
                     break;
                 }
-                let len = usize::from(
-                    *body
-                        .get(at + 1)
-                        .ok_or(Error::MalformedRtcp("SDES item truncated"))?,
-                );
-                let value = body
-                    .get(at + 2..at + 2 + len)
-                    .ok_or(Error::MalformedRtcp("SDES item truncated"))?;
+                let len = usize::from(*body.get(at + 1).ok_or(Error::MalformedRtcp("SDES item truncated"))?);
+                let value = body.get(at + 2..at + 2 + len).ok_or(Error::MalformedRtcp("SDES item truncated"))?;
                 items.push(SdesItem { kind, value });
                 at += 2 + len;
             }
@@ -80,15 +72,12 @@ impl<'a> Bye<'a> {
     pub(super) fn parse(p: &RtcpPacket<'a>) -> Result<Self> {
         let body = p.body()?;
         let n = 4 * usize::from(p.count());
-        let sources = body
-            .get(..n)
-            .ok_or(Error::MalformedRtcp("BYE sources run past the packet"))?;
+        let sources = body.get(..n).ok_or(Error::MalformedRtcp("BYE sources run past the packet"))?;
         let reason = match body.get(n) {
             None => None,
-            Some(&len) => Some(
-                body.get(n + 1..n + 1 + usize::from(len))
-                    .ok_or(Error::MalformedRtcp("BYE reason truncated"))?,
-            ),
+            Some(&len) => {
+                Some(body.get(n + 1..n + 1 + usize::from(len)).ok_or(Error::MalformedRtcp("BYE reason truncated"))?)
+            }
         };
         Ok(Bye { sources, reason })
     }

@@ -92,37 +92,22 @@ impl TransportRecord {
     /// Length of the clear part of the datagram under this mode.
     pub fn clear_len(&self) -> usize {
         let cc = 4 * self.csrcs.as_ref().map_or(0, Vec::len);
-        if self.mode().is_rtpsize() {
-            12 + cc + if self.extension.is_some() { 4 } else { 0 }
-        } else {
-            12
-        }
+        if self.mode().is_rtpsize() { 12 + cc + if self.extension.is_some() { 4 } else { 0 } } else { 12 }
     }
 }
 
 fn lines(path: &str) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
+    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
 }
 
 pub fn transport_records() -> Vec<TransportRecord> {
-    let v: Vec<TransportRecord> = lines(TRANSPORT)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let v: Vec<TransportRecord> = lines(TRANSPORT).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(v.len(), 88, "transport.jsonl holds 88 records");
     v
 }
 
 pub fn json_lines(path: &str) -> Vec<serde_json::Value> {
-    lines(path)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    lines(path).iter().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// Packet `i` of the synthetic 250-packet Opus stream (vectors/README.md).
