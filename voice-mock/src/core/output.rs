@@ -1,0 +1,113 @@
+//! What the core hands out: outputs to perform and events to observe.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use voice_proto::wire::{Snowflake, Token, WsFrame};
+use voice_rtp::Mode;
+
+/// One accepted websocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// What the main gateway would hand a bot for a voice join: the
+/// `VOICE_STATE_UPDATE` session id and the `VOICE_SERVER_UPDATE` token and
+/// endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinInfo {
+    /// The guild.
+    pub guild_id: Snowflake,
+    /// The voice channel.
+    pub channel_id: Snowflake,
+    /// The user (the bot).
+    pub user_id: Snowflake,
+    /// The voice session id.
+    pub session_id: String,
+    /// The voice token (`CHANNEL_ID.random`).
+    pub token: Token,
+    /// `host:port`, without scheme.
+    pub endpoint: String,
+}
+
+/// Something the caller of [`crate::MockServer::poll_output`] must do or may
+/// observe. Drain until [`ServerOutput::Timeout`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ServerOutput {
+    /// Send a frame on a websocket.
+    WsSend {
+        /// The websocket.
+        conn: ConnId,
+        /// The frame.
+        frame: WsFrame,
+    },
+    /// Close a websocket with a close code; the core has forgotten it.
+    WsClose {
+        /// The websocket.
+        conn: ConnId,
+        /// The close code.
+        code: u16,
+    },
+    /// Send a datagram from the server's UDP socket.
+    Transmit {
+        /// Destination.
+        to: SocketAddr,
+        /// The datagram.
+        bytes: Vec<u8>,
+    },
+    /// Something happened.
+    Event(ServerEvent),
+    /// Nothing more to do: call `handle_timeout` at this instant (if any).
+    Timeout(Option<Instant>),
+}
+
+/// Notable changes, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A client identified and has a new session.
+    Identified {
+        /// The websocket.
+        conn: ConnId,
+        /// The user.
+        user: Snowflake,
+        /// The guild.
+        guild: Snowflake,
+        /// The channel (room).
+        channel: Snowflake,
+        /// The SSRC assigned.
+        ssrc: u32,
+    },
+    /// A client resumed its session on a new websocket.
+    Resumed {
+        /// The new websocket.
+        conn: ConnId,
+        /// The user.
+        user: Snowflake,
+    },
+    /// A client selected its protocol and got its key.
+    ProtocolSelected {
+        /// The user.
+        user: Snowflake,
+        /// The mode chosen.
+        mode: Mode,
+    },
+    /// A websocket was closed (by the client when `by_server` is false).
+    Closed {
+        /// The websocket.
+        conn: ConnId,
+        /// The user, if it had identified.
+        user: Option<Snowflake>,
+        /// The close code, if any.
+        code: Option<u16>,
+        /// Whether the server closed it.
+        by_server: bool,
+    },
+    /// A session ended (final close, expiry, move or replacement).
+    SessionEnded {
+        /// The user.
+        user: Snowflake,
+        /// The guild.
+        guild: Snowflake,
+    },
+}

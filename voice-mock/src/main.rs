@@ -1,0 +1,154 @@
+//! `voice-mock`: an offline Discord voice server on 127.0.0.1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use voice_mock::{Fault, RunnerConfig, Server, ServerConfig};
+use voice_rtp::Mode;
+
+const HELP: &str = "\
+voice-mock: an offline Discord voice server (voice gateway v4/v8, ws + wss, UDP media)
+
+USAGE:
+    voice-mock [OPTIONS]
+
+Binds 127.0.0.1, accepts any token (a token `CHANNEL_ID.anything` joins that
+channel's room; other tokens share one room per guild), and prints one JSON
+line when ready:
+    {\"ws_port\":P,\"wss_port\":P,\"udp_port\":P,\"cert\":\"PATH\"}
+Connect with ws://127.0.0.1:WS_PORT/?v=8 or wss://localhost:WSS_PORT/?v=8
+(trusting the certificate at PATH). Stop with Ctrl-C.
+
+OPTIONS:
+    --ws-port P          websocket port (default 0: a free port)
+    --wss-port P         TLS websocket port (default 0: a free port)
+    --udp-port P         UDP media port (default 0: a free port)
+    --modes M1,M2        offer only these modes, in this order
+                         (default: aead_aes256_gcm_rtpsize,aead_xchacha20_poly1305_rtpsize)
+    --legacy-modes       also offer the five discontinued modes
+    --cert-out FILE      write the certificate PEM here (default: a temporary file)
+    --log FILE           JSON lines: every frame received and sent (tokens
+                         redacted), closes, events, per-client RTP counts every 5 s
+    --seed N             seed of SSRCs, keys and UDP faults (default 24301)
+    --heartbeat-ms MS    heartbeat interval sent in Hello (default 13750);
+                         no heartbeat for 1.5 intervals closes with 4009
+    --require-token      refuse tokens not issued in-process (4004); rarely useful here
+    --no-tls             do not serve wss
+    --fault SPEC         inject a fault; repeatable:
+        close:CODE:SECS          close each session with CODE, SECS after it identified
+        close-user:USER:CODE[:SECS]  close one user's websocket
+        no-heartbeat-ack         never answer heartbeats
+        udp-drop:P               drop a share P (0..1) of forwarded media datagrams
+        udp-reorder:P            swap a share P of forwarded datagrams with the next one
+        udp-delay-ms:MS          delay every forwarded datagram by MS
+        refuse-resume            answer every Resume with 4006
+    -h, --help           print this help
+";
+
+struct Args {
+    config: RunnerConfig,
+    cert_out: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config = RunnerConfig::default();
+    let mut server = ServerConfig::default();
+    let mut cert_out = None;
+    let mut modes: Option<Vec<Mode>> = None;
+    let mut legacy = false;
+    let mut faults = Vec::new();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("ws-port") => config.ws_port = parser.value()?.parse()?,
+            Long("wss-port") => config.wss_port = parser.value()?.parse()?,
+            Long("udp-port") => config.udp_port = parser.value()?.parse()?,
+            Long("modes") => {
+                let list: String = parser.value()?.parse()?;
+                let parsed = list
+                    .split(',')
+                    .map(|m| m.trim().parse::<Mode>().map_err(|e| lexopt::Error::Custom(Box::new(e))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                modes = Some(parsed);
+            }
+            Long("legacy-modes") => legacy = true,
+            Long("cert-out") => cert_out = Some(PathBuf::from(parser.value()?)),
+            Long("log") => config.log = Some(PathBuf::from(parser.value()?)),
+            Long("seed") => server.seed = parser.value()?.parse()?,
+            Long("heartbeat-ms") => {
+                let ms: f64 = parser.value()?.parse()?;
+                if !(ms.is_finite() && ms >= 1.0) {
+                    return Err("--heartbeat-ms must be at least 1".into());
+                }
+                server.heartbeat_interval_ms = ms;
+            }
+            Long("require-token") => server.require_token = true,
+            Long("no-tls") => config.tls = false,
+            Long("fault") => faults.push(parser.value()?.parse::<String>()?),
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if let Some(m) = modes {
+        server.modes = m;
+    }
+    if legacy {
+        for m in Mode::PREFERENCE {
+            if !server.modes.contains(&m) {
+                server.modes.push(m);
+            }
+        }
+    }
+    config.faults = Fault::parse_specs(&faults).map_err(|e| lexopt::Error::Custom(Box::new(e)))?;
+    config.server = server;
+    Ok(Args { config, cert_out })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("voice-mock: {e}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match Server::start(args.config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("voice-mock: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cert_path =
+        args.cert_out.unwrap_or_else(|| std::env::temp_dir().join(format!("voice-mock-{}.pem", std::process::id())));
+    if !server.cert_pem().is_empty() {
+        if let Err(e) = std::fs::write(&cert_path, server.cert_pem()) {
+            eprintln!("voice-mock: cannot write {}: {e}", cert_path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let cert = if server.cert_pem().is_empty() { String::new() } else { cert_path.display().to_string() };
+    let ready = format!(
+        r#"{{"ws_port":{},"wss_port":{},"udp_port":{},"cert":{}}}"#,
+        server.ws_port(),
+        server.wss_port(),
+        server.udp_port(),
+        serde_json::Value::String(cert)
+    );
+    println!("{ready}");
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}

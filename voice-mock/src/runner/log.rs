@@ -1,0 +1,91 @@
+//! The `--log` file: one JSON object per line for every frame received and
+//! sent, every close and event, and per-client RTP counts every 5 s.
+//! Tokens in Identify and Resume are replaced by `"<redacted>"`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use voice_proto::wire::{Snowflake, WsFrame};
+
+use crate::{ConnId, ServerEvent, ServerStats};
+
+/// How often RTP counts are written.
+pub(crate) const COUNTS_EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) struct Log {
+    w: BufWriter<File>,
+    start: Instant,
+    pub(crate) next_counts: Instant,
+}
+
+fn frame_json(frame: &WsFrame) -> Value {
+    match frame {
+        WsFrame::Text(t) => match serde_json::from_str::<Value>(t) {
+            Ok(mut v) => {
+                if let Some(tok) = v.get_mut("d").and_then(|d| d.get_mut("token")) {
+                    *tok = Value::String("<redacted>".into());
+                }
+                v
+            }
+            Err(_) => json!({ "unparsed_len": t.len() }),
+        },
+        WsFrame::Binary(b) => {
+            let hex: String = b.iter().take(256).map(|x| format!("{x:02x}")).collect();
+            json!({ "binary_hex": hex, "len": b.len() })
+        }
+    }
+}
+
+impl Log {
+    pub(crate) fn create(path: &Path, now: Instant) -> std::io::Result<Log> {
+        Ok(Log { w: BufWriter::new(File::create(path)?), start: now, next_counts: now + COUNTS_EVERY })
+    }
+
+    fn line(&mut self, now: Instant, mut v: Value) {
+        if let Value::Object(m) = &mut v {
+            m.insert("t".into(), json!(now.saturating_duration_since(self.start).as_secs_f64()));
+        }
+        let _ = writeln!(self.w, "{v}");
+    }
+
+    pub(crate) fn frame(&mut self, now: Instant, dir: &str, conn: ConnId, user: Option<Snowflake>, f: &WsFrame) {
+        let user = user.map(|u| u.to_string());
+        self.line(now, json!({ "dir": dir, "conn": conn.0, "user": user, "frame": frame_json(f) }));
+    }
+
+    pub(crate) fn close(&mut self, now: Instant, conn: ConnId, code: u16) {
+        self.line(now, json!({ "dir": "out", "conn": conn.0, "close": code }));
+    }
+
+    pub(crate) fn event(&mut self, now: Instant, e: &ServerEvent) {
+        self.line(now, json!({ "event": format!("{e:?}") }));
+    }
+
+    pub(crate) fn counts(&mut self, now: Instant, stats: &ServerStats) {
+        let users: serde_json::Map<String, Value> = stats
+            .users
+            .iter()
+            .map(|(u, s)| {
+                let v = json!({
+                    "rtp_in": s.rtp_in,
+                    "rtp_out": s.rtp_out,
+                    "rtp_out_dropped": s.rtp_out_dropped,
+                    "rtcp_in": s.rtcp_in,
+                    "keepalives": s.keepalives,
+                    "decrypt_failures": s.decrypt_failures,
+                });
+                (u.to_string(), v)
+            })
+            .collect();
+        self.line(now, json!({ "rtp_counts": users }));
+        self.next_counts = now + COUNTS_EVERY;
+        let _ = self.w.flush();
+    }
+
+    pub(crate) fn flush(&mut self) {
+        let _ = self.w.flush();
+    }
+}

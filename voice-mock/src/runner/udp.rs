@@ -1,0 +1,41 @@
+//! The UDP port: every datagram goes to the driver over a bounded channel.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use super::{Counters, Datagram};
+
+/// Receives datagrams until shutdown. When the driver falls behind the
+/// channel fills and datagrams are dropped (and counted) here, so a flood
+/// costs bounded memory.
+pub(crate) async fn recv_loop(
+    udp: Arc<UdpSocket>,
+    tx: mpsc::Sender<Datagram>,
+    counters: Arc<Counters>,
+    mut shutdown: watch::Receiver<bool>,
+    max_len: usize,
+) {
+    let mut buf = vec![0u8; max_len + 1];
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let d = Datagram { from, bytes: buf[..n].to_vec() };
+                    match tx.try_send(d) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            counters.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+                // ICMP errors surface here on some systems; keep serving.
+                Err(e) => tracing::trace!(error = %e, "udp receive error"),
+            },
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Bad clients: junk datagrams, malformed frames, a client that never
+//! reads. The server stays up, bounded, and serves a good client after.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{T, TestClient};
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::net::{TcpSocket, UdpSocket};
+use tokio_tungstenite::tungstenite::Message;
+use voice_mock::{RunnerConfig, Server};
+use voice_proto::wire::Snowflake;
+use voice_rtp::Mode;
+
+async fn good_pair_exchange(server: &Server, channel: u64) {
+    let (g, ch) = (Snowflake(1), Snowflake(channel));
+    let ja = server.join(g, ch, Snowflake(channel * 10 + 1));
+    let jb = server.join(g, ch, Snowflake(channel * 10 + 2));
+    let mut a = TestClient::connect(&ja.endpoint, 8, None).await;
+    let mut b = TestClient::connect(&jb.endpoint, 8, None).await;
+    a.identify(&ja).await;
+    a.establish(Mode::Aes256GcmRtpSize).await;
+    b.identify(&jb).await;
+    b.establish(Mode::XChaCha20Poly1305RtpSize).await;
+    a.send_rtp(1, 960, &[9, 9]).await;
+    let (h, p) = b.recv_rtp(T).await.expect("still forwarding");
+    assert_eq!((h.ssrc, h.sequence, p.as_slice()), (a.ssrc, 1, &[9u8, 9][..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_datagrams_and_malformed_frames() {
+    let server = Server::start(RunnerConfig::default()).await.unwrap();
+    let to = format!("127.0.0.1:{}", server.udp_port());
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut rng = fastrand::Rng::with_seed(1);
+    for i in 0..20_000u32 {
+        let mut d = vec![0u8; rng.usize(1..300)];
+        rng.fill(&mut d);
+        match i % 4 {
+            0 => d = voice_rtp::discovery::request(rng.u32(..)).to_vec(),
+            1 if d.len() > 12 => (d[0], d[1]) = (0x80, 0x78),
+            2 => d = vec![0x55; 3000],
+            _ => {}
+        }
+        let _ = sock.send_to(&d, &to).await;
+        if i % 1000 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Nothing answers junk (no reflection).
+    let mut buf = [0u8; 100];
+    assert!(tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await.is_err());
+
+    // 2000 malformed frames over 200 connections.
+    let bad: Vec<Message> = vec![
+        Message::text("{"),
+        Message::text("[]"),
+        Message::text(r#"{"op":"x"}"#),
+        Message::text(r#"{"op":1,"d":{"protocol":"udp"}}"#),
+        Message::text(r#"{"op":13,"d":{"user_id":"1"}}"#),
+        Message::binary(vec![0xFF; 10]),
+        Message::binary(Vec::new()),
+        Message::text(r#"{"op":0,"d":{"server_id":"1","user_id":"x","session_id":1,"token":2}}"#),
+        Message::text("x".repeat(100_000)),
+        Message::text(r#"{"op":3,"d":{"t":"nope"}}"#),
+    ];
+    let endpoint = server.ws_endpoint();
+    for round in 0..200 {
+        let mut c = TestClient::connect(&endpoint, 8, None).await;
+        for k in 0..10 {
+            let m = bad[(round + k) % bad.len()].clone();
+            let _ = tokio::time::timeout(Duration::from_millis(200), c.ws.send(m)).await;
+        }
+        let code = c.wait_close(T).await;
+        assert!(matches!(code, Some(4001..=4020 | 1006 | 1009)), "round {round}: {code:?}");
+    }
+    let st = server.stats();
+    assert!(st.datagrams_in + server.runner_stats().datagrams_dropped > 1000);
+    assert!(st.junk_datagrams > 1000, "{st:?}");
+    assert!(st.malformed_frames > 50);
+    assert_eq!(st.sessions, 0);
+    assert!(st.pending_outputs_peak < 1000);
+    good_pair_exchange(&server, 50).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_off() {
+    let config = RunnerConfig { conn_queue: 32, write_timeout: Duration::from_millis(500), ..RunnerConfig::default() };
+    let server = Server::start(config).await.unwrap();
+    // The sleeper: identifies, then never reads again (tiny receive buffer).
+    let join = server.join(Snowflake(1), Snowflake(2), Snowflake(7));
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(2048).unwrap();
+    let tcp = sock.connect(join.endpoint.parse().unwrap()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/?v=8", join.endpoint), tcp).await.unwrap();
+    let identify =
+        json!({"op":0,"d":{"server_id":"1","user_id":"7","session_id":join.session_id,"token":join.token.expose()}});
+    ws.send(Message::text(identify.to_string())).await.unwrap();
+
+    // A talker in the same room: every op 5 it sends is relayed to the sleeper.
+    let jt = server.join(Snowflake(1), Snowflake(2), Snowflake(8));
+    let mut talker = TestClient::connect(&jt.endpoint, 8, None).await;
+    talker.identify(&jt).await;
+    let frame = json!({"op":5,"d":{"speaking":1,"delay":0,"ssrc":talker.ssrc}}).to_string();
+    for _ in 0..20_000 {
+        if tokio::time::timeout(T, talker.ws.send(Message::text(frame.clone()))).await.is_err() {
+            break;
+        }
+    }
+    // The sleeper loses its socket; queues stayed bounded.
+    let mut cut = false;
+    for _ in 0..50 {
+        let r = server.runner_stats();
+        if r.ws_queue_full + r.slow_clients_closed > 0 {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = server.runner_stats();
+    assert!(cut, "{r:?}");
+    assert!(r.conn_queue_peak <= 32, "{r:?}");
+    assert!(server.stats().resume_buffer_max <= 256);
+    good_pair_exchange(&server, 60).await;
+    drop(ws);
+    server.shutdown().await;
+}
