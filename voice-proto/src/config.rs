@@ -86,7 +86,7 @@ impl Config {
             max_dave_protocol_version: 0,
             self_mute: false,
             self_deaf: false,
-            seed: 0x5EED_0F_F0_1CE,
+            seed: 0x05EE_D0FF_01CE,
             initial_sequence: None,
             initial_timestamp: None,
             unix_ms_at_start: 0,

@@ -93,3 +93,21 @@ pub fn connection(data: &[u8], t0: Instant) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary inputs never panic, never overflow a queue and never
+        /// leave a deadline in the past.
+        #[test]
+        #[allow(clippy::disallowed_methods)] // any start instant will do; the machine never reads it
+        fn arbitrary_inputs_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            super::connection(&data, std::time::Instant::now());
+            super::ws_payload(&data);
+        }
+    }
+}

@@ -64,5 +64,5 @@ pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason
 pub use stats::Stats;
 pub use voice_rtp::Mode;
 
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

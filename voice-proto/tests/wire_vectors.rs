@@ -1,6 +1,8 @@
 //! Wire format against the frames real discord.js clients sent
 //! (testdata/vectors/gateway-client-frames.jsonl) and the JSON of PROTOCOL.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use voice_proto::wire::{GatewayVersion, Message, Snowflake, WireError};
 
 const FRAMES: &str =

@@ -1,0 +1,94 @@
+//! A seeded network emulator for datagrams: latency, jitter, loss,
+//! reordering and scripted drops, in the spirit of str0m's netem.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Link settings for one direction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    /// Fixed one-way delay.
+    pub latency: Duration,
+    /// Extra delay drawn uniformly in `[0, jitter)`: packets can reorder.
+    pub jitter: Duration,
+    /// Share of packets lost, 0.0..=1.0.
+    pub loss: f64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link { latency: Duration::from_millis(10), jitter: Duration::ZERO, loss: 0.0 }
+    }
+}
+
+/// Packets in flight, by delivery time (ties keep sending order).
+#[derive(Debug)]
+pub struct Netem<T> {
+    rng: fastrand::Rng,
+    /// The link settings.
+    pub link: Link,
+    in_flight: BTreeMap<(Instant, u64), T>,
+    seq: u64,
+    /// Packets dropped by loss or by `drop_next`.
+    pub dropped: u64,
+    /// Packets to drop unconditionally before loss applies.
+    pub drop_next: u64,
+    /// Packets delivered.
+    pub delivered: u64,
+}
+
+impl<T> Netem<T> {
+    /// An emulator with `link`, seeded.
+    pub fn new(link: Link, seed: u64) -> Self {
+        Netem {
+            rng: fastrand::Rng::with_seed(seed),
+            link,
+            in_flight: BTreeMap::new(),
+            seq: 0,
+            dropped: 0,
+            drop_next: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Sends `packet` at `now`; it may be lost.
+    pub fn send(&mut self, packet: T, now: Instant) {
+        if self.drop_next > 0 {
+            self.drop_next -= 1;
+            self.dropped += 1;
+            return;
+        }
+        if self.link.loss > 0.0 && self.rng.f64() < self.link.loss {
+            self.dropped += 1;
+            return;
+        }
+        let jitter = if self.link.jitter.is_zero() { Duration::ZERO } else { self.link.jitter.mul_f64(self.rng.f64()) };
+        self.seq += 1;
+        self.in_flight.insert((now + self.link.latency + jitter, self.seq), packet);
+    }
+
+    /// When the next packet arrives.
+    pub fn next_delivery(&self) -> Option<Instant> {
+        self.in_flight.keys().next().map(|k| k.0)
+    }
+
+    /// The next packet due at `now`, if any.
+    pub fn poll(&mut self, now: Instant) -> Option<T> {
+        let (&key, _) = self.in_flight.iter().next()?;
+        if key.0 > now {
+            return None;
+        }
+        self.delivered += 1;
+        self.in_flight.remove(&key)
+    }
+
+    /// Packets in flight.
+    pub fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+}

@@ -1,0 +1,557 @@
+//! [`Sim`]: clients and the mock server core on a simulated network, with a
+//! fake clock that jumps from one event to the next.
+//!
+//! The simulated main gateway answers each client's op 4 the way Discord
+//! does (a voice state update and a voice server update, in a chosen order),
+//! using the server core's `join` for credentials.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use voice_mock::{ConnId, MockServer, ServerConfig, ServerEvent, ServerOutput};
+use voice_proto::wire::{GatewayVersion, Snowflake, WsFrame};
+use voice_proto::{
+    Config, Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoiceServerUpdate,
+    VoiceStateUpdate,
+};
+
+use crate::netem::{Link, Netem};
+
+/// The guild every simulated client is in.
+pub const GUILD: Snowflake = Snowflake(333333333333333333);
+/// The default channel.
+pub const CHANNEL: Snowflake = Snowflake(444444444444444444);
+/// The endpoint the server core hands out.
+pub const ENDPOINT: &str = "voice-sim-1.example:443";
+
+/// How the simulated main gateway answers op 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayBehavior {
+    /// Voice state update, then voice server update.
+    StateFirst,
+    /// Voice server update, then voice state update.
+    ServerFirst,
+    /// No answer (a full channel).
+    Silent,
+}
+
+/// A voice packet a client received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// When.
+    pub at: Instant,
+    /// From whom.
+    pub user: Snowflake,
+    /// Sender's SSRC.
+    pub ssrc: u32,
+    /// RTP sequence.
+    pub sequence: u16,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// The Opus bytes.
+    pub opus: Vec<u8>,
+}
+
+/// One simulated bot.
+pub struct SimClient {
+    /// The state machine under test.
+    pub conn: VoiceConnection,
+    /// Its user id.
+    pub user: Snowflake,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// The server-side id of its open websocket.
+    pub ws: Option<ConnId>,
+    /// URLs it connected to.
+    pub urls: Vec<String>,
+    /// Events, with their time.
+    pub events: Vec<(Instant, Event)>,
+    /// Voice received.
+    pub received: Vec<Received>,
+    /// Op 4 payloads it sent.
+    pub gateway_sent: Vec<UpdateVoiceState>,
+    /// Websocket frames it sent.
+    pub ws_sent: Vec<WsFrame>,
+    /// Datagrams it sent, with their time.
+    pub datagrams: Vec<(Instant, Vec<u8>)>,
+    /// Frames waiting to be sent at 20 ms intervals.
+    pub audio: VecDeque<Vec<u8>>,
+    /// Frames refused because the session was not ready.
+    pub audio_refused: u64,
+    /// Websocket messages it rejected as errors.
+    pub ws_errors: u64,
+    /// How the main gateway answers it.
+    pub gateway: GatewayBehavior,
+    next_frame: Option<Instant>,
+    deadline: Option<Instant>,
+    out: Vec<u8>,
+}
+
+impl SimClient {
+    /// Events of the given kind.
+    pub fn events_matching(&self, f: impl Fn(&Event) -> bool) -> Vec<Event> {
+        self.events.iter().filter(|(_, e)| f(e)).map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Whether an event matching `f` happened.
+    pub fn saw(&self, f: impl Fn(&Event) -> bool) -> bool {
+        self.events.iter().any(|(_, e)| f(e))
+    }
+
+    /// Text frames it sent, parsed.
+    pub fn sent_messages(&self) -> Vec<voice_proto::wire::Message> {
+        self.ws_sent
+            .iter()
+            .filter_map(|f| match f {
+                WsFrame::Text(t) => voice_proto::wire::Message::parse(t).ok().map(|m| m.message),
+                WsFrame::Binary(_) => None,
+            })
+            .collect()
+    }
+
+    /// Queues `n` distinct frames to send, starting at the next 20 ms tick.
+    pub fn queue_frames(&mut self, n: usize, now: Instant) {
+        let base = self.audio.len() + self.received.len() + self.datagrams.len();
+        for i in 0..n {
+            let k = base + i;
+            let mut f = vec![0xFC, (k >> 8) as u8, k as u8];
+            f.extend((0..(k % 40 + 8)).map(|j| (k * 31 + j * 7) as u8));
+            self.audio.push_back(f);
+        }
+        if self.next_frame.is_none() {
+            self.next_frame = Some(now + Duration::from_millis(20));
+        }
+    }
+}
+
+enum Delivery {
+    WsOpen { client: usize, conn: ConnId },
+    ToClient { client: usize, conn: ConnId, frame: WsFrame },
+    CloseToClient { client: usize, conn: ConnId, code: Option<u16> },
+    ToServer { conn: ConnId, frame: WsFrame },
+    Gateway { client: usize, event: GatewayEvent },
+}
+
+/// The simulation.
+pub struct Sim {
+    /// The fake clock.
+    pub now: Instant,
+    /// When the simulation started.
+    pub t0: Instant,
+    /// The server core.
+    pub server: MockServer,
+    /// The server's UDP address.
+    pub server_addr: SocketAddr,
+    /// The clients.
+    pub clients: Vec<SimClient>,
+    /// Client-to-server datagrams.
+    pub up: Netem<(usize, Vec<u8>)>,
+    /// Server-to-client datagrams.
+    pub down: Netem<(SocketAddr, Vec<u8>)>,
+    /// Websocket and main-gateway latency.
+    pub control_latency: Duration,
+    /// Server events, with their time.
+    pub server_events: Vec<(Instant, ServerEvent)>,
+    control: BTreeMap<(Instant, u64), Delivery>,
+    seq: u64,
+    server_deadline: Option<Instant>,
+}
+
+impl Sim {
+    /// A simulation with a server using `config` (its `ws_endpoint` and
+    /// `udp_addr` are set here) and lossless 10 ms links.
+    pub fn new(mut config: ServerConfig, seed: u64) -> Self {
+        let t0 = Instant::now();
+        let server_addr: SocketAddr = "203.0.113.10:50000".parse().unwrap();
+        config.udp_addr = server_addr;
+        config.ws_endpoint = ENDPOINT.to_owned();
+        config.seed = seed;
+        Sim {
+            now: t0,
+            t0,
+            server: MockServer::new(config, t0),
+            server_addr,
+            clients: Vec::new(),
+            up: Netem::new(Link::default(), seed ^ 1),
+            down: Netem::new(Link::default(), seed ^ 2),
+            control_latency: Duration::from_millis(10),
+            server_events: Vec::new(),
+            control: BTreeMap::new(),
+            seq: 0,
+            server_deadline: None,
+        }
+    }
+
+    /// A simulation with the default server configuration.
+    pub fn default_server(seed: u64) -> Self {
+        Sim::new(ServerConfig::default(), seed)
+    }
+
+    /// Adds a client for `user`; `tweak` adjusts its config. Returns its index.
+    pub fn add_client(&mut self, user: u64, tweak: impl FnOnce(&mut Config)) -> usize {
+        let i = self.clients.len();
+        let mut config = Config::new(GUILD, Snowflake(user));
+        config.seed = user ^ 0xC0FFEE;
+        tweak(&mut config);
+        self.clients.push(SimClient {
+            conn: VoiceConnection::new(config, self.now),
+            user: Snowflake(user),
+            addr: SocketAddr::from(([198, 51, 100, 1 + i as u8], 40000 + i as u16)),
+            ws: None,
+            urls: Vec::new(),
+            events: Vec::new(),
+            received: Vec::new(),
+            gateway_sent: Vec::new(),
+            ws_sent: Vec::new(),
+            datagrams: Vec::new(),
+            audio: VecDeque::new(),
+            audio_refused: 0,
+            ws_errors: 0,
+            gateway: GatewayBehavior::StateFirst,
+            next_frame: None,
+            deadline: None,
+            out: Vec::with_capacity(1500),
+        });
+        i
+    }
+
+    /// Client `i` joins `channel`.
+    pub fn join(&mut self, i: usize, channel: Snowflake) {
+        let now = self.now;
+        self.clients[i].conn.join(channel, now);
+        self.drain_all();
+    }
+
+    fn schedule(&mut self, after: Duration, d: Delivery) {
+        self.seq += 1;
+        self.control.insert((self.now + after, self.seq), d);
+    }
+
+    /// Delivers a main-gateway event to client `i` after the control latency.
+    pub fn gateway_event(&mut self, i: usize, event: GatewayEvent) {
+        self.schedule(self.control_latency, Delivery::Gateway { client: i, event });
+    }
+
+    /// Delivers what the main gateway sends after a server-side move.
+    pub fn deliver_join_info(&mut self, i: usize, info: &voice_mock::JoinInfo, state_update: bool) {
+        let user = self.clients[i].user;
+        if state_update {
+            let state = GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
+                guild_id: Some(GUILD),
+                channel_id: Some(info.channel_id),
+                user_id: user,
+                session_id: info.session_id.clone(),
+            });
+            self.gateway_event(i, state);
+        }
+        let server = GatewayEvent::VoiceServerUpdate(VoiceServerUpdate {
+            guild_id: GUILD,
+            token: info.token.clone(),
+            endpoint: Some(info.endpoint.clone()),
+        });
+        self.gateway_event(i, server);
+    }
+
+    /// Closes client `i`'s websocket abnormally (no close frame) on both sides.
+    pub fn break_ws(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(conn) = self.clients[i].ws.take() {
+            self.server.handle_ws_close(conn, None, now);
+            self.clients[i].conn.handle_ws_close(None, now);
+        }
+        self.drain_all();
+    }
+
+    /// Hands client `i` a websocket text frame as if from the server (if
+    /// its socket is open); returns whether the client accepted it.
+    pub fn client_ws_text(&mut self, i: usize, text: &str) -> bool {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        let ok = c.ws.is_some() && c.conn.handle_ws_message(voice_proto::wire::WsMessage::Text(text), now).is_ok();
+        self.drain_all();
+        ok
+    }
+
+    /// Hands client `i` a datagram as if from the server.
+    pub fn client_datagram(&mut self, i: usize, mut bytes: Vec<u8>) {
+        let (now, from) = (self.now, self.server_addr);
+        let _ = self.clients[i].conn.handle_datagram(from, &mut bytes, now);
+        self.drain_all();
+    }
+
+    /// Injects a server fault now.
+    pub fn inject(&mut self, fault: voice_mock::Fault) {
+        let now = self.now;
+        self.server.inject(fault, now);
+        self.drain_all();
+    }
+
+    fn on_op4(&mut self, i: usize, p: UpdateVoiceState) {
+        let c = &mut self.clients[i];
+        c.gateway_sent.push(p.clone());
+        let (user, behavior) = (c.user, c.gateway);
+        if behavior == GatewayBehavior::Silent {
+            return;
+        }
+        match p.channel_id {
+            Some(channel) => {
+                let info = self.server.join(GUILD, channel, user);
+                let state = GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
+                    guild_id: Some(GUILD),
+                    channel_id: Some(channel),
+                    user_id: user,
+                    session_id: info.session_id.clone(),
+                });
+                let server = GatewayEvent::VoiceServerUpdate(VoiceServerUpdate {
+                    guild_id: GUILD,
+                    token: info.token.clone(),
+                    endpoint: Some(info.endpoint.clone()),
+                });
+                let (a, b) = if behavior == GatewayBehavior::ServerFirst { (server, state) } else { (state, server) };
+                self.gateway_event(i, a);
+                self.schedule(
+                    self.control_latency + Duration::from_millis(1),
+                    Delivery::Gateway { client: i, event: b },
+                );
+            }
+            None => {
+                let state = GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
+                    guild_id: Some(GUILD),
+                    channel_id: None,
+                    user_id: user,
+                    session_id: "gone".into(),
+                });
+                self.gateway_event(i, state);
+            }
+        }
+    }
+
+    fn drain_client(&mut self, i: usize) -> bool {
+        let mut any = false;
+        loop {
+            let out = self.clients[i].conn.poll_output();
+            let now = self.now;
+            match out {
+                Output::Timeout { at, .. } => {
+                    assert!(at.is_none_or(|at| at >= now), "client {i}: deadline {at:?} before now");
+                    self.clients[i].deadline = at;
+                    return any;
+                }
+                Output::GatewaySend(p) => self.on_op4(i, p),
+                Output::ConnectWs { url } => {
+                    let v = url.rsplit("v=").next().and_then(|v| v.parse().ok()).and_then(GatewayVersion::from_u8);
+                    let conn = self.server.accept(v.unwrap_or(GatewayVersion::V8), now);
+                    let c = &mut self.clients[i];
+                    assert!(c.ws.is_none(), "client {i}: ConnectWs while a socket is open");
+                    c.ws = Some(conn);
+                    c.urls.push(url);
+                    self.schedule(self.control_latency, Delivery::WsOpen { client: i, conn });
+                }
+                Output::WsSend(frame) => {
+                    let c = &mut self.clients[i];
+                    c.ws_sent.push(frame.clone());
+                    if let Some(conn) = c.ws {
+                        self.schedule(self.control_latency, Delivery::ToServer { conn, frame });
+                    }
+                }
+                Output::CloseWs { code } => {
+                    if let Some(conn) = self.clients[i].ws.take() {
+                        self.server.handle_ws_close(conn, Some(code), now);
+                    }
+                }
+                Output::Transmit { to, bytes } => {
+                    assert_eq!(to, self.server_addr, "client {i} sent to a stranger");
+                    self.clients[i].datagrams.push((now, bytes.clone()));
+                    self.up.send((i, bytes), now);
+                }
+                Output::Event(e) => self.clients[i].events.push((now, e)),
+                _ => {}
+            }
+            any = true;
+        }
+    }
+
+    fn drain_server(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            match self.server.poll_output() {
+                ServerOutput::Timeout(at) => {
+                    self.server_deadline = at;
+                    return any;
+                }
+                ServerOutput::WsSend { conn, frame } => {
+                    if let Some(client) = self.clients.iter().position(|c| c.ws == Some(conn)) {
+                        self.schedule(self.control_latency, Delivery::ToClient { client, conn, frame });
+                    }
+                }
+                ServerOutput::WsClose { conn, code } => {
+                    if let Some(client) = self.clients.iter().position(|c| c.ws == Some(conn)) {
+                        self.schedule(self.control_latency, Delivery::CloseToClient { client, conn, code: Some(code) });
+                    }
+                }
+                ServerOutput::Transmit { to, bytes } => self.down.send((to, bytes), self.now),
+                ServerOutput::Event(e) => self.server_events.push((self.now, e)),
+                _ => {}
+            }
+            any = true;
+        }
+    }
+
+    /// Drains every party until nobody has output left.
+    pub fn drain_all(&mut self) {
+        for _ in 0..1000 {
+            let mut any = self.drain_server();
+            for i in 0..self.clients.len() {
+                any |= self.drain_client(i);
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("outputs never ran dry");
+    }
+
+    fn next_time(&self) -> Option<Instant> {
+        let mut t = [
+            self.control.keys().next().map(|k| k.0),
+            self.up.next_delivery(),
+            self.down.next_delivery(),
+            self.server_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        for c in &self.clients {
+            for d in [c.deadline, c.next_frame.filter(|_| !c.audio.is_empty())].into_iter().flatten() {
+                t = Some(t.map_or(d, |t| t.min(d)));
+            }
+        }
+        t
+    }
+
+    /// Advances to the next event and processes everything due then.
+    /// Returns false when nothing is left to happen.
+    pub fn step(&mut self) -> bool {
+        self.drain_all();
+        let Some(next) = self.next_time() else { return false };
+        self.now = self.now.max(next);
+        let now = self.now;
+        while let Some((&key, _)) = self.control.iter().next() {
+            if key.0 > now {
+                break;
+            }
+            let Some(d) = self.control.remove(&key) else { break };
+            self.deliver(d);
+        }
+        while let Some((i, bytes)) = self.up.poll(now) {
+            let from = self.clients[i].addr;
+            self.server.handle_datagram(from, &bytes, now);
+        }
+        while let Some((to, mut bytes)) = self.down.poll(now) {
+            let server = self.server_addr;
+            if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) {
+                if let Ok(Datagram::Voice(p)) = c.conn.handle_datagram(server, &mut bytes, now) {
+                    c.received.push(Received {
+                        at: now,
+                        user: p.user_id,
+                        ssrc: p.ssrc,
+                        sequence: p.sequence,
+                        timestamp: p.timestamp,
+                        opus: p.opus.to_vec(),
+                    });
+                }
+            }
+        }
+        if self.server_deadline.is_some_and(|d| d <= now) {
+            self.server.handle_timeout(now);
+        }
+        for i in 0..self.clients.len() {
+            if self.clients[i].deadline.is_some_and(|d| d <= now) {
+                self.clients[i].conn.handle_timeout(now);
+            }
+            self.audio_tick(i);
+        }
+        true
+    }
+
+    fn audio_tick(&mut self, i: usize) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        let Some(due) = c.next_frame.filter(|d| *d <= now) else { return };
+        let Some(frame) = c.audio.pop_front() else {
+            c.next_frame = None;
+            return;
+        };
+        c.next_frame = Some(due + Duration::from_millis(20));
+        let mut out = std::mem::take(&mut c.out);
+        match c.conn.send_opus(&frame, now, &mut out) {
+            Ok(t) => {
+                // Speaking (op 5) goes out before the datagram.
+                self.drain_client(i);
+                let c = &mut self.clients[i];
+                c.datagrams.push((now, out[..t.len].to_vec()));
+                self.up.send((i, out[..t.len].to_vec()), now);
+            }
+            Err(_) => self.clients[i].audio_refused += 1,
+        }
+        self.clients[i].out = out;
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let now = self.now;
+        match d {
+            Delivery::WsOpen { client, conn } => {
+                if self.clients[client].ws == Some(conn) {
+                    self.clients[client].conn.handle_ws_open(now);
+                }
+            }
+            Delivery::ToClient { client, conn, frame } => {
+                let c = &mut self.clients[client];
+                if c.ws == Some(conn) && c.conn.handle_ws_message(frame.as_message(), now).is_err() {
+                    c.ws_errors += 1;
+                }
+            }
+            Delivery::CloseToClient { client, conn, code } => {
+                let c = &mut self.clients[client];
+                if c.ws == Some(conn) {
+                    c.ws = None;
+                    c.conn.handle_ws_close(code, now);
+                }
+            }
+            Delivery::ToServer { conn, frame } => self.server.handle_ws_message(conn, frame.as_message(), now),
+            Delivery::Gateway { client, event } => self.clients[client].conn.handle_gateway_event(event, now),
+        }
+    }
+
+    /// Steps until `done` holds or `limit` of simulated time passes; returns
+    /// whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        let end = self.now + limit;
+        for _ in 0..2_000_000 {
+            self.drain_all();
+            if done(self) {
+                return true;
+            }
+            if self.next_time().is_none_or(|t| t > end) {
+                self.now = self.now.max(end);
+                return done(self);
+            }
+            self.step();
+        }
+        panic!("simulation did not settle (livelock?)");
+    }
+
+    /// Steps for `d` of simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
+    /// Joins client `i` to `channel` and runs until it is connected.
+    pub fn connect(&mut self, i: usize, channel: Snowflake) {
+        self.join(i, channel);
+        let ok =
+            self.run_until(Duration::from_secs(10), |s| s.clients[i].saw(|e| matches!(e, Event::Connected { .. })));
+        assert!(ok, "client {i} did not connect: {:?}", self.clients[i].events);
+    }
+}
