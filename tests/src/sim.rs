@@ -103,10 +103,7 @@ impl SimClient {
     pub fn sent_messages(&self) -> Vec<voice_proto::wire::Message> {
         self.ws_sent
             .iter()
-            .filter_map(|f| match f {
-                WsFrame::Text(t) => voice_proto::wire::Message::parse(t).ok().map(|m| m.message),
-                WsFrame::Binary(_) => None,
-            })
+            .filter_map(|f| f.as_text().and_then(|t| voice_proto::wire::Message::parse(t).ok()).map(|m| m.message))
             .collect()
     }
 

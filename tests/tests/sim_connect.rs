@@ -154,3 +154,21 @@ fn no_voice_datagram_before_session_description() {
     }
     assert!(c.audio_refused > 0, "frames offered before the session were refused");
 }
+
+#[test]
+fn the_configured_mode_order_decides() {
+    let mut sim = Sim::default_server(7);
+    let a = sim.add_client(111, |c| c.modes = vec![Mode::XChaCha20Poly1305RtpSize, Mode::Aes256GcmRtpSize]);
+    sim.connect(a, CHANNEL);
+    assert!(sim.clients[a].saw(|e| matches!(e, Event::Connected { mode: Mode::XChaCha20Poly1305RtpSize, .. })));
+    let mut sim =
+        Sim::new(voice_mock::ServerConfig { modes: vec![Mode::XChaCha20Poly1305RtpSize], ..Default::default() }, 8);
+    let a = sim.add_client(111, |_| {});
+    sim.connect(a, CHANNEL);
+    assert!(sim.clients[a].saw(|e| matches!(e, Event::Connected { mode: Mode::XChaCha20Poly1305RtpSize, .. })));
+    let mut sim = Sim::new(voice_mock::ServerConfig { modes: vec![Mode::XSalsa20Poly1305], ..Default::default() }, 9);
+    let a = sim.add_client(111, |_| {});
+    sim.join(a, CHANNEL);
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.clients[a].saw(|e| *e == Event::Disconnected { reason: DisconnectReason::NoCommonMode }));
+}

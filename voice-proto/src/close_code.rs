@@ -5,6 +5,7 @@
 
 /// What the connection does after a close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseAction {
     /// Reopen the websocket to the same endpoint and send Resume (op 7);
     /// before a session exists, Identify again with the same credentials.

@@ -17,7 +17,9 @@ pub struct Config {
     pub guild_id: Snowflake,
     /// The bot's own user id (from the main gateway's READY).
     pub user_id: Snowflake,
-    /// Acceptable transport modes; [`Mode::PREFERENCE`] decides among them.
+    /// Acceptable transport modes, best first: the first one the server
+    /// offers is selected. Defaults to [`Mode::LIVE`] (AES-256-GCM, then
+    /// XChaCha20-Poly1305, as PROTOCOL.md §4.1 prescribes).
     pub modes: Vec<Mode>,
     /// Voice gateway version to speak (8 unless testing).
     pub gateway_version: GatewayVersion,

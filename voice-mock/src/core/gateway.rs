@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use voice_proto::wire::{
     DaveBinary, GatewayVersion, HeartbeatAck, Hello, Identify, Message, Ready, Resume, SelectProtocol,
-    SessionDescription, Snowflake, Speaking, WireError, WsFrame, WsMessage,
+    SessionDescription, Snowflake, Speaking, WireError, WsMessage,
 };
 use voice_rtp::{Cipher, Mode, Sealer, SecretKey};
 
@@ -51,10 +51,7 @@ impl MockServer {
             return;
         };
         let user_before = c.user;
-        let len = match msg {
-            WsMessage::Text(t) => t.len(),
-            WsMessage::Binary(b) => b.len(),
-        };
+        let len = msg.len();
         if len > self.config.limits.max_frame_bytes {
             self.stats.oversize_frames += 1;
             self.close_conn(conn, code::BAD_REQUEST);
@@ -63,6 +60,7 @@ impl MockServer {
         let op = match msg {
             WsMessage::Text(text) => self.text_frame(conn, text),
             WsMessage::Binary(bytes) => self.binary_frame(conn, bytes),
+            _ => None,
         };
         let user = self.conns.get(&conn).and_then(|c| c.user).or(user_before);
         if let Some(user) = user {
@@ -72,10 +70,7 @@ impl MockServer {
                 (WsMessage::Binary(_), _) => st.binary_frames += 1,
                 _ => {}
             }
-            let frame = match msg {
-                WsMessage::Text(t) => WsFrame::Text(t.to_owned()),
-                WsMessage::Binary(b) => WsFrame::Binary(b.to_vec()),
-            };
+            let frame = msg.to_frame();
             self.record(user, conn, op, frame);
         }
     }

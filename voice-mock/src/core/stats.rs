@@ -25,10 +25,7 @@ pub struct ReceivedFrame {
 impl ReceivedFrame {
     /// The text of a text frame.
     pub fn text(&self) -> Option<&str> {
-        match &self.frame {
-            WsFrame::Text(t) => Some(t),
-            WsFrame::Binary(_) => None,
-        }
+        self.frame.as_text()
     }
 }
 

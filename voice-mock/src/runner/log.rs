@@ -36,6 +36,7 @@ fn frame_json(frame: &WsFrame) -> Value {
             let hex: String = b.iter().take(256).map(|x| format!("{x:02x}")).collect();
             json!({ "binary_hex": hex, "len": b.len() })
         }
+        other => json!({ "len": other.len() }),
     }
 }
 

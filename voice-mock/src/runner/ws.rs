@@ -79,8 +79,8 @@ pub(crate) fn version_from_query(query: Option<&str>) -> Option<u8> {
 
 fn to_message(frame: WsFrame) -> Message {
     match frame {
-        WsFrame::Text(t) => Message::text(t),
         WsFrame::Binary(b) => Message::binary(b),
+        other => Message::text(other.as_text().unwrap_or_default().to_owned()),
     }
 }
 

@@ -76,6 +76,7 @@ pub enum WireError {
 
 /// A websocket message received, borrowed from the adapter's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WsMessage<'a> {
     /// A text frame (JSON).
     Text(&'a str),
@@ -83,8 +84,30 @@ pub enum WsMessage<'a> {
     Binary(&'a [u8]),
 }
 
+impl WsMessage<'_> {
+    /// Length of the payload in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            WsMessage::Text(t) => t.len(),
+            WsMessage::Binary(b) => b.len(),
+        }
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// An owned copy.
+    pub fn to_frame(&self) -> WsFrame {
+        match self {
+            WsMessage::Text(t) => WsFrame::Text((*t).to_owned()),
+            WsMessage::Binary(b) => WsFrame::Binary(b.to_vec()),
+        }
+    }
+}
+
 /// A websocket message to send, owned.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WsFrame {
     /// A text frame (JSON).
     Text(String),
@@ -98,6 +121,13 @@ impl WsFrame {
         match self {
             WsFrame::Text(t) => WsMessage::Text(t),
             WsFrame::Binary(b) => WsMessage::Binary(b),
+        }
+    }
+    /// The text, for a text frame.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            WsFrame::Text(t) => Some(t),
+            WsFrame::Binary(_) => None,
         }
     }
     /// Length of the payload in bytes.

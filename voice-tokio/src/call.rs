@@ -1,0 +1,271 @@
+//! [`Call`]: the application's handle on one guild's voice connection.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use voice_proto::wire::Snowflake;
+use voice_proto::{DisconnectReason, Event, GatewayEvent, State, Stats};
+
+use crate::error::{CallError, JoinError, OggError};
+
+/// A received Opus packet, attributed to its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedAudio {
+    /// The speaker.
+    pub user_id: Snowflake,
+    /// Their SSRC.
+    pub ssrc: u32,
+    /// RTP sequence number.
+    pub sequence: u16,
+    /// RTP timestamp (48 kHz).
+    pub timestamp: u32,
+    /// The Opus packet.
+    pub opus: Bytes,
+}
+
+/// What the driver publishes about its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallState {
+    /// The state machine's state.
+    pub state: State,
+    /// Times the session was established (first connect and reconnects).
+    pub connects: u64,
+    /// Times the connection went down for good (`Event::Disconnected`).
+    pub disconnects: u64,
+    /// Why it last disconnected, if it did.
+    pub last_disconnect: Option<DisconnectReason>,
+}
+
+/// Counters of one call: the state machine's and the driver's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallStats {
+    /// The state machine's counters.
+    pub proto: Stats,
+    /// Frames sent from the frame queue.
+    pub frames_sent: u64,
+    /// Frames dropped because the session was not established.
+    pub frames_dropped_not_ready: u64,
+    /// Pacing slots skipped after stalls.
+    pub slots_skipped: u64,
+    /// Events dropped because the application did not read them.
+    pub events_dropped: u64,
+    /// Received packets dropped because the application did not read them.
+    pub audio_dropped: u64,
+    /// Datagrams that failed to send.
+    pub udp_send_errors: u64,
+    /// Websockets that failed to open.
+    pub ws_connect_failures: u64,
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join(Snowflake),
+    Leave,
+    MuteDeaf(bool, bool),
+    Gateway(GatewayEvent),
+    StopSpeaking,
+    Stats(oneshot::Sender<CallStats>),
+    Close,
+}
+
+/// The sending half of a call's frame queue: Opus frames of 20 ms, sent
+/// one per 20 ms on an absolute schedule. Bounded: `send` waits for room.
+#[derive(Debug, Clone)]
+pub struct FrameSink {
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl FrameSink {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        FrameSink { tx }
+    }
+
+    /// Queues one 20 ms Opus frame, waiting while the queue is full.
+    pub async fn send(&self, frame: impl Into<Bytes>) -> Result<(), CallError> {
+        self.tx.send(frame.into()).await.map_err(|_| CallError::DriverGone)
+    }
+
+    /// Queues a frame if there is room; returns it back otherwise.
+    pub fn try_send(&self, frame: Bytes) -> Result<(), Bytes> {
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
+        })
+    }
+
+    /// Frames that fit before `send` waits.
+    pub fn capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+}
+
+/// A handle on one guild's voice connection. Cheap to clone; the
+/// connection lives in its own task until [`Call::close`] or until every
+/// handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub(crate) guild_id: Snowflake,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) state: watch::Receiver<CallState>,
+    pub(crate) frames: FrameSink,
+    pub(crate) events: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
+    pub(crate) audio: Arc<Mutex<Option<mpsc::Receiver<ReceivedAudio>>>>,
+}
+
+impl Call {
+    /// The guild.
+    pub fn guild_id(&self) -> Snowflake {
+        self.guild_id
+    }
+
+    async fn command(&self, c: Command) -> Result<(), CallError> {
+        self.commands.send(c).await.map_err(|_| CallError::DriverGone)
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> CallState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until the call is connected, has given up, or `timeout` passes.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), JoinError> {
+        let mut rx = self.state.clone();
+        // Only a disconnect after this point counts: an old one may still be
+        // showing while a new join is on its way to the driver.
+        let base = rx.borrow().disconnects;
+        let wait = async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if s.state == State::Connected {
+                        return Ok(());
+                    }
+                    if s.disconnects > base {
+                        return Err(JoinError::Disconnected(s.last_disconnect.unwrap_or(DisconnectReason::Requested)));
+                    }
+                    if s.state == State::Closed {
+                        return Err(JoinError::DriverGone);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Err(JoinError::DriverGone);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| JoinError::Timeout)?
+    }
+
+    /// Asks to join (or move to) `channel`; op 4 goes out through the main
+    /// gateway. Use [`Call::wait_connected`] or the manager's `join` to wait.
+    pub async fn join(&self, channel: Snowflake) -> Result<(), CallError> {
+        self.command(Command::Join(channel)).await
+    }
+
+    /// Moves to another channel of the guild.
+    pub async fn move_to(&self, channel: Snowflake) -> Result<(), CallError> {
+        self.join(channel).await
+    }
+
+    /// Leaves the channel (five silence frames first if audio was playing)
+    /// and waits until the leave is done.
+    pub async fn leave(&self) -> Result<(), CallError> {
+        let mut rx = self.state.clone();
+        rx.borrow_and_update();
+        self.command(Command::Leave).await?;
+        loop {
+            if matches!(rx.borrow_and_update().state, State::Idle | State::Disconnected | State::Closed) {
+                return Ok(());
+            }
+            if rx.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sets self-mute and self-deafen.
+    pub async fn set_mute_deaf(&self, mute: bool, deaf: bool) -> Result<(), CallError> {
+        self.command(Command::MuteDeaf(mute, deaf)).await
+    }
+
+    /// Feeds a main-gateway `VOICE_STATE_UPDATE` or `VOICE_SERVER_UPDATE`.
+    pub async fn handle_gateway_event(&self, event: GatewayEvent) -> Result<(), CallError> {
+        self.command(Command::Gateway(event)).await
+    }
+
+    /// Stops speaking now (five silence frames), without waiting for the
+    /// frame queue to run dry.
+    pub async fn stop_speaking(&self) -> Result<(), CallError> {
+        self.command(Command::StopSpeaking).await
+    }
+
+    /// The frame queue for sending audio.
+    pub fn frame_sink(&self) -> FrameSink {
+        self.frames.clone()
+    }
+
+    /// Sends every frame of `frames` through the paced queue.
+    pub async fn play<I>(&self, frames: I) -> Result<u64, CallError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let mut n = 0;
+        for f in frames {
+            self.frames.send(f).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Plays an Ogg Opus file (20 ms frames); returns the packets queued.
+    pub async fn play_ogg(&self, path: impl AsRef<std::path::Path>) -> Result<u64, PlayError> {
+        let bytes = tokio::fs::read(path).await.map_err(OggError::from)?;
+        let packets = crate::ogg::read_ogg_opus(&bytes)?;
+        Ok(self.play(packets).await?)
+    }
+
+    /// Takes the event stream (once; later calls get `None`).
+    pub fn take_events(&self) -> Option<mpsc::Receiver<Event>> {
+        self.events.lock().ok()?.take()
+    }
+
+    /// Takes the stream of received audio (once; later calls get `None`).
+    pub fn take_audio(&self) -> Option<mpsc::Receiver<ReceivedAudio>> {
+        self.audio.lock().ok()?.take()
+    }
+
+    /// The call's counters.
+    pub async fn stats(&self) -> Result<CallStats, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Stats(tx)).await?;
+        rx.await.map_err(|_| CallError::DriverGone)
+    }
+
+    /// Leaves if in a channel and stops the driver; waits until it is done.
+    pub async fn close(&self) -> Result<(), CallError> {
+        let mut rx = self.state.clone();
+        self.command(Command::Close).await?;
+        loop {
+            if rx.borrow_and_update().state == State::Closed {
+                return Ok(());
+            }
+            if rx.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Why playing a file failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlayError {
+    /// The file is unreadable or not Ogg Opus.
+    #[error(transparent)]
+    Ogg(#[from] OggError),
+    /// The call is gone.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}

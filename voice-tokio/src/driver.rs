@@ -1,0 +1,346 @@
+//! The task that drives one [`VoiceConnection`]: it owns the websocket, the
+//! UDP socket and one timer, feeds one input at a time, drains the outputs,
+//! and paces outgoing frames (DESIGN.md "Adapters").
+
+use std::future::{Future, pending};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use rustls::ClientConfig;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use voice_proto::wire::{WsFrame, WsMessage};
+use voice_proto::{Datagram, Event, Output, VoiceConnection};
+
+use crate::call::{CallState, CallStats, Command, ReceivedAudio};
+use crate::error::ConnectError;
+use crate::manager::MainGateway;
+use crate::pacing::Pacer;
+use crate::ws::{self, WsStream};
+
+type Connecting = Pin<Box<dyn Future<Output = Result<WsStream, ConnectError>> + Send>>;
+
+/// Received Opus is copied into this arena and handed out as `Bytes`
+/// slices: one allocation per arena block, not per packet.
+const ARENA_BLOCK: usize = 64 * 1024;
+
+/// The driver's channels to and from the [`Call`](crate::Call) handles.
+pub(crate) struct Channels {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) frames: mpsc::Receiver<Bytes>,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) audio: mpsc::Sender<ReceivedAudio>,
+    pub(crate) state: watch::Sender<CallState>,
+}
+
+pub(crate) struct Driver {
+    conn: VoiceConnection,
+    ch: Channels,
+    gateway: Arc<dyn MainGateway>,
+    tls: Arc<ClientConfig>,
+    ws_timeout: Duration,
+    udp: UdpSocket,
+    ws: Option<WsStream>,
+    connecting: Option<Connecting>,
+    deadline: Option<std::time::Instant>,
+    pacer: Pacer,
+    pending_frame: Option<Bytes>,
+    out: Vec<u8>,
+    recv: Box<[u8; 2048]>,
+    arena: BytesMut,
+    stats: CallStats,
+    commands_open: bool,
+    frames_open: bool,
+}
+
+enum Wake {
+    Command(Option<Command>),
+    WsOpened(Box<Result<WsStream, ConnectError>>),
+    Ws(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Udp(std::io::Result<(usize, SocketAddr)>),
+    Frame(Option<Bytes>),
+    FrameSlot,
+    Timer,
+}
+
+fn now() -> std::time::Instant {
+    // tokio's clock, so that paused-time tests drive the machine too.
+    Instant::now().into_std()
+}
+
+impl Driver {
+    pub(crate) fn new(
+        conn: VoiceConnection,
+        ch: Channels,
+        gateway: Arc<dyn MainGateway>,
+        tls: Arc<ClientConfig>,
+        ws_timeout: Duration,
+        udp: UdpSocket,
+    ) -> Self {
+        Driver {
+            conn,
+            ch,
+            gateway,
+            tls,
+            ws_timeout,
+            udp,
+            ws: None,
+            connecting: None,
+            deadline: None,
+            pacer: Pacer::default(),
+            pending_frame: None,
+            out: Vec::with_capacity(1500),
+            recv: Box::new([0; 2048]),
+            arena: BytesMut::with_capacity(ARENA_BLOCK),
+            stats: CallStats::default(),
+            commands_open: true,
+            frames_open: true,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.drain().await;
+            self.publish();
+            if self.conn.is_closed() {
+                break;
+            }
+            let wake = self.wait().await;
+            self.handle(wake).await;
+        }
+        if let Some(ws) = self.ws.take() {
+            close_in_background(ws, 1000);
+        }
+        tracing::debug!(guild = %self.conn.config().guild_id, "voice driver stopped");
+    }
+
+    /// Waits for one input. Borrows fields separately so every source can
+    /// be awaited at once.
+    async fn wait(&mut self) -> Wake {
+        let slot = self.pending_frame.as_ref().map(|_| self.pacer.slot(Instant::now()));
+        let deadline = self.deadline.map(Instant::from_std);
+        let Driver { ch, connecting, ws, udp, recv, commands_open, frames_open, pending_frame, .. } = self;
+        let want_frame = pending_frame.is_none() && *frames_open;
+        tokio::select! {
+            biased;
+            c = ch.commands.recv(), if *commands_open => Wake::Command(c),
+            r = async { match connecting.as_mut() { Some(f) => f.await, None => pending().await } } => Wake::WsOpened(Box::new(r)),
+            m = async { match ws.as_mut() { Some(w) => w.next().await, None => pending().await } } => Wake::Ws(m),
+            r = udp.recv_from(&mut recv[..]) => Wake::Udp(r),
+            _ = async { match slot { Some(s) => tokio::time::sleep_until(s).await, None => pending().await } } => Wake::FrameSlot,
+            f = ch.frames.recv(), if want_frame => Wake::Frame(f),
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => pending().await } } => Wake::Timer,
+        }
+    }
+
+    async fn handle(&mut self, wake: Wake) {
+        let now = now();
+        match wake {
+            Wake::Command(None) => {
+                // Every handle is gone: shut down.
+                self.commands_open = false;
+                self.conn.close(now);
+            }
+            Wake::Command(Some(c)) => self.command(c, now),
+            Wake::WsOpened(r) => {
+                self.connecting = None;
+                match *r {
+                    Ok(ws) => {
+                        self.ws = Some(ws);
+                        self.conn.handle_ws_open(now);
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "voice websocket did not open");
+                        self.stats.ws_connect_failures += 1;
+                        self.conn.handle_ws_close(None, now);
+                    }
+                }
+            }
+            Wake::Ws(m) => self.ws_message(m, now),
+            Wake::Udp(Ok((n, from))) => self.datagram(n, from, now),
+            Wake::Udp(Err(e)) => tracing::debug!(error = %e, "udp receive error"),
+            Wake::Frame(Some(f)) => self.pending_frame = Some(f),
+            Wake::Frame(None) => self.frames_open = false,
+            Wake::FrameSlot => self.send_frame(now).await,
+            Wake::Timer => self.conn.handle_timeout(now),
+        }
+    }
+
+    fn command(&mut self, c: Command, now: std::time::Instant) {
+        match c {
+            Command::Join(channel) => self.conn.join(channel, now),
+            Command::Leave => self.conn.leave(now),
+            Command::MuteDeaf(m, d) => self.conn.set_mute_deaf(m, d, now),
+            Command::Gateway(e) => self.conn.handle_gateway_event(e, now),
+            Command::StopSpeaking => {
+                self.pending_frame = None;
+                self.conn.stop_speaking(now);
+            }
+            Command::Stats(tx) => {
+                let mut s = self.stats.clone();
+                s.proto = self.conn.stats().clone();
+                s.slots_skipped = self.pacer.skipped();
+                let _ = tx.send(s);
+            }
+            Command::Close => self.conn.close(now),
+        }
+    }
+
+    fn ws_message(
+        &mut self,
+        m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        now: std::time::Instant,
+    ) {
+        let result = match m {
+            Some(Ok(Message::Text(t))) => self.conn.handle_ws_message(WsMessage::Text(t.as_str()), now),
+            Some(Ok(Message::Binary(b))) => self.conn.handle_ws_message(WsMessage::Binary(&b), now),
+            Some(Ok(Message::Close(frame))) => {
+                self.ws = None;
+                self.conn.handle_ws_close(frame.map(|f| u16::from(f.code)), now);
+                Ok(())
+            }
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "voice websocket error");
+                self.ws = None;
+                self.conn.handle_ws_close(None, now);
+                Ok(())
+            }
+            None => {
+                self.ws = None;
+                self.conn.handle_ws_close(None, now);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "ignored a voice gateway message");
+        }
+    }
+
+    fn datagram(&mut self, n: usize, from: SocketAddr, now: std::time::Instant) {
+        let Driver { conn, recv, arena, ch, stats, .. } = self;
+        if let Ok(Datagram::Voice(p)) = conn.handle_datagram(from, &mut recv[..n], now) {
+            if arena.capacity() < p.opus.len() {
+                arena.reserve(ARENA_BLOCK);
+            }
+            arena.extend_from_slice(p.opus);
+            let audio = ReceivedAudio {
+                user_id: p.user_id,
+                ssrc: p.ssrc,
+                sequence: p.sequence,
+                timestamp: p.timestamp,
+                opus: arena.split().freeze(),
+            };
+            if ch.audio.try_send(audio).is_err() {
+                stats.audio_dropped += 1;
+            }
+        }
+    }
+
+    async fn send_frame(&mut self, now: std::time::Instant) {
+        let Some(frame) = self.pending_frame.take() else { return };
+        self.pacer.sent();
+        match self.conn.send_opus(&frame, now, &mut self.out) {
+            Ok(t) => {
+                // Speaking (op 5) goes out before the first datagram.
+                self.drain().await;
+                if let Err(e) = self.udp.send_to(&self.out[..t.len], t.to).await {
+                    tracing::debug!(error = %e, "udp send failed");
+                    self.stats.udp_send_errors += 1;
+                }
+                self.stats.frames_sent += 1;
+            }
+            Err(_) => self.stats.frames_dropped_not_ready += 1,
+        }
+    }
+
+    /// Carries out every queued output, then reads the next deadline.
+    async fn drain(&mut self) {
+        for _ in 0..16 {
+            let mut ws_broke = false;
+            loop {
+                match self.conn.poll_output() {
+                    Output::Timeout { at, .. } => {
+                        self.deadline = at;
+                        break;
+                    }
+                    Output::GatewaySend(p) => self.gateway.update_voice_state(p),
+                    Output::ConnectWs { url } => {
+                        let (tls, timeout) = (self.tls.clone(), self.ws_timeout);
+                        self.connecting = Some(Box::pin(async move { ws::connect(&url, &tls, timeout).await }));
+                    }
+                    Output::WsSend(frame) => {
+                        let Some(ws) = self.ws.as_mut() else { continue };
+                        let msg = match frame {
+                            WsFrame::Binary(b) => Message::Binary(b.into()),
+                            other => Message::Text(other.as_text().unwrap_or_default().to_owned().into()),
+                        };
+                        if let Err(e) = ws.send(msg).await {
+                            tracing::info!(error = %e, "voice websocket send failed");
+                            self.ws = None;
+                            ws_broke = true;
+                        }
+                    }
+                    Output::CloseWs { code } => {
+                        self.connecting = None;
+                        if let Some(ws) = self.ws.take() {
+                            close_in_background(ws, code);
+                        }
+                    }
+                    Output::Transmit { to, bytes } => self.transmit(&bytes, to).await,
+                    Output::Event(e) => self.event(e),
+                    _ => {}
+                }
+            }
+            if !ws_broke {
+                return;
+            }
+            self.conn.handle_ws_close(None, now());
+        }
+    }
+
+    async fn transmit(&mut self, bytes: &[u8], to: SocketAddr) {
+        if let Err(e) = self.udp.send_to(bytes, to).await {
+            tracing::debug!(error = %e, "udp send failed");
+            self.stats.udp_send_errors += 1;
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        self.ch.state.send_modify(|s| match &e {
+            Event::Connected { .. } => s.connects += 1,
+            Event::Disconnected { reason } => {
+                s.disconnects += 1;
+                s.last_disconnect = Some(*reason);
+            }
+            _ => {}
+        });
+        if self.ch.events.try_send(e).is_err() {
+            self.stats.events_dropped += 1;
+        }
+    }
+
+    fn publish(&mut self) {
+        let state = self.conn.state();
+        self.ch.state.send_if_modified(|s| {
+            let changed = s.state != state;
+            s.state = state;
+            changed
+        });
+    }
+}
+
+/// Sends a close frame and lets the socket go, without holding up the driver.
+fn close_in_background(mut ws: WsStream, code: u16) {
+    tokio::spawn(async move {
+        let frame = CloseFrame { code: code.into(), reason: "".into() };
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+    });
+}

@@ -1,0 +1,189 @@
+//! [`Manager`]: one [`Call`] per guild, and the link to the application's
+//! main gateway; [`connect`] for driver-only use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use voice_proto::wire::Snowflake;
+use voice_proto::{GatewayEvent, State, UpdateVoiceState, VoiceConnection, VoiceServerUpdate, VoiceStateUpdate};
+
+use crate::call::{Call, CallState, FrameSink};
+use crate::config::{ConnectionInfo, DriverConfig};
+use crate::driver::{Channels, Driver};
+use crate::error::{CallError, JoinError};
+
+/// The application's main gateway, as far as voice needs it: a way to send
+/// op 4 "Update Voice State".
+pub trait MainGateway: Send + Sync + 'static {
+    /// Sends `payload` (serialise it with [`UpdateVoiceState::to_json`]) on
+    /// the shard that serves its guild.
+    fn update_voice_state(&self, payload: UpdateVoiceState);
+}
+
+impl<F: Fn(UpdateVoiceState) + Send + Sync + 'static> MainGateway for F {
+    fn update_voice_state(&self, payload: UpdateVoiceState) {
+        self(payload)
+    }
+}
+
+impl MainGateway for mpsc::UnboundedSender<UpdateVoiceState> {
+    fn update_voice_state(&self, payload: UpdateVoiceState) {
+        if self.send(payload).is_err() {
+            tracing::warn!("main gateway channel closed; op 4 not sent");
+        }
+    }
+}
+
+/// A gateway that sends nothing, for driver-only calls.
+struct NoGateway;
+
+impl MainGateway for NoGateway {
+    fn update_voice_state(&self, payload: UpdateVoiceState) {
+        tracing::debug!(channel = ?payload.channel_id, "driver-only call: op 4 not sent anywhere");
+    }
+}
+
+fn spawn_call(
+    guild: Snowflake,
+    user: Snowflake,
+    config: &DriverConfig,
+    gateway: Arc<dyn MainGateway>,
+    tls: Arc<rustls::ClientConfig>,
+    udp: UdpSocket,
+) -> Call {
+    let mut proto = config.proto.clone();
+    proto.guild_id = guild;
+    proto.user_id = user;
+    proto.seed ^= guild.get().rotate_left(17) ^ user.get();
+    let conn = VoiceConnection::new(proto, tokio::time::Instant::now().into_std());
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (frame_tx, frame_rx) = mpsc::channel(config.frame_capacity.max(1));
+    let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
+    let (audio_tx, audio_rx) = mpsc::channel(config.receive_capacity.max(1));
+    let initial = CallState { state: State::Idle, connects: 0, disconnects: 0, last_disconnect: None };
+    let (state_tx, state_rx) = watch::channel(initial);
+    let ch = Channels { commands: cmd_rx, frames: frame_rx, events: event_tx, audio: audio_tx, state: state_tx };
+    let driver = Driver::new(conn, ch, gateway, tls, config.ws_connect_timeout, udp);
+    tokio::spawn(driver.run());
+    Call {
+        guild_id: guild,
+        commands: cmd_tx,
+        state: state_rx,
+        frames: FrameSink::new(frame_tx),
+        events: Arc::new(Mutex::new(Some(event_rx))),
+        audio: Arc::new(Mutex::new(Some(audio_rx))),
+    }
+}
+
+async fn bind_udp() -> std::io::Result<UdpSocket> {
+    UdpSocket::bind(("0.0.0.0", 0)).await
+}
+
+/// Voice calls of one bot, by guild.
+pub struct Manager {
+    user_id: Snowflake,
+    gateway: Arc<dyn MainGateway>,
+    config: DriverConfig,
+    tls: Arc<rustls::ClientConfig>,
+    calls: Mutex<HashMap<Snowflake, Call>>,
+}
+
+impl core::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Manager").field("user_id", &self.user_id).finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// A manager for the bot `user_id`, sending op 4 through `gateway`.
+    pub fn new(user_id: Snowflake, gateway: impl MainGateway, config: DriverConfig) -> Result<Self, JoinError> {
+        let tls = config.tls().map_err(|e| JoinError::Tls(e.to_string()))?;
+        Ok(Manager { user_id, gateway: Arc::new(gateway), config, tls, calls: Mutex::new(HashMap::new()) })
+    }
+
+    /// The call of `guild`, if one exists.
+    pub fn get(&self, guild: Snowflake) -> Option<Call> {
+        self.calls.lock().ok()?.get(&guild).cloned()
+    }
+
+    /// The call of `guild`, created (its driver task spawned) if needed.
+    pub async fn call(&self, guild: Snowflake) -> std::io::Result<Call> {
+        if let Some(c) = self.get(guild) {
+            return Ok(c);
+        }
+        let udp = bind_udp().await?;
+        let mut calls = self.calls.lock().map_err(|_| std::io::Error::other("call table poisoned"))?;
+        let call = calls.entry(guild).or_insert_with(|| {
+            spawn_call(guild, self.user_id, &self.config, self.gateway.clone(), self.tls.clone(), udp)
+        });
+        Ok(call.clone())
+    }
+
+    /// Joins `channel` of `guild` (op 4 through the main gateway) and waits
+    /// until the call is connected, or fails with a typed error after the
+    /// configured join timeout. Never hangs.
+    pub async fn join(&self, guild: Snowflake, channel: Snowflake) -> Result<Call, JoinError> {
+        let call = self.call(guild).await.map_err(|e| JoinError::Tls(format!("udp socket: {e}")))?;
+        call.join(channel).await.map_err(|_| JoinError::DriverGone)?;
+        call.wait_connected(self.config.join_timeout).await?;
+        Ok(call)
+    }
+
+    /// Leaves `guild`'s channel (the call stays, ready to join again).
+    pub async fn leave(&self, guild: Snowflake) -> Result<(), CallError> {
+        match self.get(guild) {
+            Some(c) => c.leave().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Leaves and stops `guild`'s call, and forgets it.
+    pub async fn remove(&self, guild: Snowflake) -> Result<(), CallError> {
+        let call = self.calls.lock().ok().and_then(|mut c| c.remove(&guild));
+        match call {
+            Some(c) => c.close().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Routes a main-gateway voice dispatch to its guild's call. Feed every
+    /// `VOICE_STATE_UPDATE` and `VOICE_SERVER_UPDATE` here; others' states
+    /// are ignored by the call.
+    pub async fn handle_gateway_event(&self, event: GatewayEvent) {
+        let guild = match &event {
+            GatewayEvent::VoiceStateUpdate(u) => u.guild_id,
+            GatewayEvent::VoiceServerUpdate(u) => Some(u.guild_id),
+            _ => None,
+        };
+        let Some(call) = guild.and_then(|g| self.get(g)) else { return };
+        if call.handle_gateway_event(event).await.is_err() {
+            tracing::debug!("voice dispatch for a stopped call");
+        }
+    }
+}
+
+/// Connects with credentials in hand, without a main gateway (for bot
+/// frameworks and audio nodes that run their own). Resolves when connected.
+///
+/// A reconnect that needs fresh credentials (after 4006, say) cannot get
+/// them by itself here: feed the next voice state and server updates with
+/// [`Call::handle_gateway_event`].
+pub async fn connect(info: ConnectionInfo, config: DriverConfig) -> Result<Call, JoinError> {
+    let tls = config.tls().map_err(|e| JoinError::Tls(e.to_string()))?;
+    let udp = bind_udp().await.map_err(|e| JoinError::Tls(format!("udp socket: {e}")))?;
+    let call = spawn_call(info.guild_id, info.user_id, &config, Arc::new(NoGateway), tls, udp);
+    let state = VoiceStateUpdate {
+        guild_id: Some(info.guild_id),
+        channel_id: Some(info.channel_id),
+        user_id: info.user_id,
+        session_id: info.session_id,
+    };
+    let server = VoiceServerUpdate { guild_id: info.guild_id, token: info.token, endpoint: Some(info.endpoint) };
+    call.join(info.channel_id).await.map_err(|_| JoinError::DriverGone)?;
+    call.handle_gateway_event(GatewayEvent::VoiceStateUpdate(state)).await.map_err(|_| JoinError::DriverGone)?;
+    call.handle_gateway_event(GatewayEvent::VoiceServerUpdate(server)).await.map_err(|_| JoinError::DriverGone)?;
+    call.wait_connected(config.join_timeout).await?;
+    Ok(call)
+}
