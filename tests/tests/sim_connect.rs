@@ -172,3 +172,19 @@ fn the_configured_mode_order_decides() {
     sim.run_for(Duration::from_secs(2));
     assert!(sim.clients[a].saw(|e| *e == Event::Disconnected { reason: DisconnectReason::NoCommonMode }));
 }
+
+#[test]
+fn audio_offered_while_leaving_is_refused_so_the_trailer_is_last() {
+    let mut sim = two_connected(10);
+    let now = sim.now;
+    sim.clients[0].queue_frames(40, now);
+    sim.run_for(Duration::from_millis(200));
+    let now = sim.now;
+    sim.clients[0].conn.leave(now);
+    sim.run_for(Duration::from_secs(2));
+    let b = &sim.clients[1];
+    let silence = b.received.iter().filter(|r| r.opus == [0xF8, 0xFF, 0xFE]).count();
+    assert_eq!(silence, 5);
+    assert_eq!(b.received.last().map(|r| r.opus.as_slice()), Some(&[0xF8, 0xFF, 0xFE][..]));
+    assert!(sim.clients[0].audio_refused > 0, "queued frames were refused after leave");
+}

@@ -92,7 +92,8 @@ impl VoiceConnection {
         if frame.len() > MAX_FRAME_LEN {
             return Err(SendError::FrameTooLarge(frame.len()));
         }
-        if !self.is_ready() {
+        if !self.is_ready() || self.leaving {
+            // Leaving: the silence trailer is the last audio.
             return Err(SendError::NotReady);
         }
         let flags = self.speaking_flags();
