@@ -35,7 +35,7 @@ pub fn connection(data: &[u8], t0: Instant) {
     for _ in 0..1000 {
         let Some(chunk) = chunks.next() else { break };
         let (op, rest) = chunk.split_first().unwrap_or((&0, &[]));
-        match op % 12 {
+        match op % 13 {
             0 => conn.join(Snowflake(3), now),
             1 => conn.handle_gateway_event(
                 GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
@@ -71,6 +71,14 @@ pub fn connection(data: &[u8], t0: Instant) {
             }
             9 => now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(0)) * 50),
             10 => conn.leave(now),
+            12 => {
+                // A well-formed IP discovery answer for the current SSRC, so
+                // that fuzzing reaches Select Protocol and the session.
+                let ssrc = conn.ssrc().unwrap_or(1);
+                if let Ok(mut reply) = voice_rtp::discovery::response(ssrc, "127.0.0.1", 4000) {
+                    let _ = conn.handle_datagram(server, &mut reply, now);
+                }
+            }
             _ => {
                 let text = match rest.first().copied().unwrap_or(0) % 4 {
                     0 => r#"{"op":8,"d":{"heartbeat_interval":1000}}"#,
