@@ -79,6 +79,9 @@ pub struct SimClient {
     pub audio: VecDeque<Vec<u8>>,
     /// Frames refused because the session was not ready.
     pub audio_refused: u64,
+    /// The `seq` of the last numbered message delivered on the current
+    /// websocket (what a resume must acknowledge).
+    pub last_seq_delivered: Option<i64>,
     /// Websocket messages it rejected as errors.
     pub ws_errors: u64,
     /// How the main gateway answers it.
@@ -204,6 +207,7 @@ impl Sim {
             datagrams: Vec::new(),
             audio: VecDeque::new(),
             audio_refused: 0,
+            last_seq_delivered: None,
             ws_errors: 0,
             gateway: GatewayBehavior::StateFirst,
             next_frame: None,
@@ -505,7 +509,17 @@ impl Sim {
             }
             Delivery::ToClient { client, conn, frame } => {
                 let c = &mut self.clients[client];
-                if c.ws == Some(conn) && c.conn.handle_ws_message(frame.as_message(), now).is_err() {
+                if c.ws != Some(conn) {
+                    return;
+                }
+                let seq = match &frame {
+                    WsFrame::Binary(b) if b.len() >= 2 => Some(i64::from(u16::from_be_bytes([b[0], b[1]]))),
+                    f => f.as_text().and_then(|t| voice_proto::wire::Message::parse(t).ok()).and_then(|m| m.seq),
+                };
+                if seq.is_some() {
+                    c.last_seq_delivered = seq;
+                }
+                if c.conn.handle_ws_message(frame.as_message(), now).is_err() {
                     c.ws_errors += 1;
                 }
             }

@@ -188,3 +188,63 @@ fn audio_offered_while_leaving_is_refused_so_the_trailer_is_last() {
     assert_eq!(b.received.last().map(|r| r.opus.as_slice()), Some(&[0xF8, 0xFF, 0xFE][..]));
     assert!(sim.clients[0].audio_refused > 0, "queued frames were refused after leave");
 }
+
+#[test]
+fn a_ghost_voice_state_is_reported_and_can_be_adopted_or_dropped() {
+    use voice_proto::{GatewayEvent, VoiceStateUpdate};
+    for adopt in [true, false] {
+        let mut sim = Sim::default_server(11);
+        let a = sim.add_client(111, |_| {});
+        // At start-up the main gateway says the bot is already in a channel.
+        let ghost = Snowflake(999);
+        sim.gateway_event(
+            a,
+            GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
+                guild_id: Some(voice_tests::sim::GUILD),
+                channel_id: Some(ghost),
+                user_id: Snowflake(111),
+                session_id: "old".into(),
+            }),
+        );
+        sim.run_for(Duration::from_millis(50));
+        assert!(sim.clients[a].saw(|e| *e == Event::GhostVoiceState { channel_id: ghost }));
+        assert_eq!(sim.clients[a].conn.state(), State::Idle, "nothing happens until the application decides");
+        let now = sim.now;
+        if adopt {
+            sim.clients[a].conn.adopt_ghost(now);
+            let ok = sim.run_until(Duration::from_secs(5), |s| s.clients[a].conn.state() == State::Connected);
+            assert!(ok);
+            assert_eq!(sim.clients[a].conn.channel(), Some(ghost));
+        } else {
+            sim.clients[a].conn.drop_ghost(now);
+            sim.run_for(Duration::from_secs(1));
+            assert_eq!(sim.clients[a].gateway_sent.last().map(|p| p.channel_id), Some(None));
+            assert_eq!(sim.clients[a].conn.state(), State::Idle);
+        }
+    }
+}
+
+#[test]
+fn close_is_an_orderly_shutdown_ending_in_closed() {
+    let mut sim = two_connected(12);
+    let now = sim.now;
+    sim.clients[0].queue_frames(10, now);
+    sim.run_for(Duration::from_millis(100));
+    let now = sim.now;
+    sim.clients[0].conn.close(now);
+    sim.run_for(Duration::from_secs(1));
+    let a = &sim.clients[0];
+    let n = a.events.len();
+    assert_eq!(a.events[n - 1].1, Event::Closed, "Closed is the last event");
+    assert_eq!(a.events[n - 2].1, Event::Disconnected { reason: DisconnectReason::Requested });
+    assert!(a.conn.is_closed());
+    assert_eq!(a.conn.stats().silence_frames_sent, 5);
+    // Inert afterwards: nothing more happens.
+    let outputs_before = a.ws_sent.len() + a.datagrams.len();
+    let now = sim.now;
+    sim.clients[0].conn.join(CHANNEL, now);
+    sim.run_for(Duration::from_secs(20));
+    let a = &sim.clients[0];
+    assert_eq!(a.ws_sent.len() + a.datagrams.len(), outputs_before);
+    assert_eq!(a.conn.state(), State::Closed);
+}

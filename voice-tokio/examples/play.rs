@@ -203,10 +203,10 @@ async fn demo() -> Result<(), BoxError> {
         eprintln!();
     }
     play.await??;
-    let ps = player.stats().await?;
-    let ls = listener.stats().await?;
     player.leave().await?;
     listener.leave().await?;
+    let ps = player.stats().await?;
+    let ls = listener.stats().await?;
     let files = rec.finish()?;
 
     let voice: Vec<&Vec<u8>> = heard.iter().filter(|p| p.as_slice() != voice_rtp::OPUS_SILENCE).collect();
@@ -268,8 +268,7 @@ async fn direct(args: Args) -> Result<(), BoxError> {
                 }
                 let played = play.as_ref().is_none_or(|p| p.is_finished());
                 if played && rec.is_none() && args.timeout.is_none() {
-                    // Let the trailer out before leaving.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Everything went out; leaving sends the silence trailer.
                     break;
                 }
             }
@@ -280,8 +279,8 @@ async fn direct(args: Args) -> Result<(), BoxError> {
             p.await??;
         }
     }
-    let s = call.stats().await?;
     call.leave().await?;
+    let s = call.stats().await?;
     summary("summary", &s);
     if let Some(r) = rec {
         for f in r.finish()? {

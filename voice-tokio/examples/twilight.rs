@@ -14,7 +14,6 @@
 
 use std::error::Error;
 use std::sync::Arc;
-use std::time::Duration;
 
 use twilight_gateway::{Event, EventTypeFlags, Intents, Shard, ShardId, StreamExt as _};
 use voice_proto::wire::{Snowflake, Token};
@@ -89,12 +88,8 @@ async fn main() -> Result<(), BoxError> {
 
     let call = manager.join(guild, channel).await?;
     tracing::info!("connected; playing {file}");
+    // Resolves once the last packet went out; leaving sends the silence trailer.
     let packets = call.play_ogg(&file).await?;
-    // Let the queue drain and the silence trailer go out.
-    tokio::time::sleep(Duration::from_millis(packets.min(50) * 20 + 200)).await;
-    while call.frame_sink().capacity() < 50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     call.leave().await?;
     tracing::info!(packets, "done");
     Ok(())

@@ -68,6 +68,7 @@ pub(crate) enum Command {
     Gateway(GatewayEvent),
     StopSpeaking,
     Stats(oneshot::Sender<CallStats>),
+    Flush(oneshot::Sender<()>),
     Close,
 }
 
@@ -205,7 +206,16 @@ impl Call {
         self.frames.clone()
     }
 
-    /// Sends every frame of `frames` through the paced queue.
+    /// Waits until every queued frame has been sent (or dropped, counted,
+    /// when the session was down).
+    pub async fn flush(&self) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Flush(tx)).await?;
+        rx.await.map_err(|_| CallError::DriverGone)
+    }
+
+    /// Plays `frames` (20 ms Opus frames) through the paced queue and
+    /// resolves when the last one has gone out; returns how many there were.
     pub async fn play<I>(&self, frames: I) -> Result<u64, CallError>
     where
         I: IntoIterator,
@@ -216,10 +226,30 @@ impl Call {
             self.frames.send(f).await?;
             n += 1;
         }
+        self.flush().await?;
         Ok(n)
     }
 
-    /// Plays an Ogg Opus file (20 ms frames); returns the packets queued.
+    /// Plays a stream of 20 ms Opus frames, resolving when the last one
+    /// has gone out; returns how many there were.
+    pub async fn play_stream<S>(&self, frames: S) -> Result<u64, CallError>
+    where
+        S: futures_util::Stream,
+        S::Item: Into<Bytes>,
+    {
+        use futures_util::StreamExt;
+        let mut frames = std::pin::pin!(frames);
+        let mut n = 0;
+        while let Some(f) = frames.next().await {
+            self.frames.send(f).await?;
+            n += 1;
+        }
+        self.flush().await?;
+        Ok(n)
+    }
+
+    /// Plays an Ogg Opus file (20 ms frames), resolving when it has been
+    /// sent; returns the number of packets.
     pub async fn play_ogg(&self, path: impl AsRef<std::path::Path>) -> Result<u64, PlayError> {
         let bytes = tokio::fs::read(path).await.map_err(OggError::from)?;
         let packets = crate::ogg::read_ogg_opus(&bytes)?;

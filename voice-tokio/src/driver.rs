@@ -58,6 +58,7 @@ pub(crate) struct Driver {
     stats: CallStats,
     commands_open: bool,
     frames_open: bool,
+    flush_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 enum Wake {
@@ -102,6 +103,7 @@ impl Driver {
             stats: CallStats::default(),
             commands_open: true,
             frames_open: true,
+            flush_waiters: Vec::new(),
         }
     }
 
@@ -114,6 +116,7 @@ impl Driver {
             }
             let wake = self.wait().await;
             self.handle(wake).await;
+            self.notify_flushed();
         }
         if let Some(ws) = self.ws.take() {
             close_in_background(ws, 1000);
@@ -189,7 +192,18 @@ impl Driver {
                 s.slots_skipped = self.pacer.skipped();
                 let _ = tx.send(s);
             }
+            Command::Flush(tx) => self.flush_waiters.push(tx),
             Command::Close => self.conn.close(now),
+        }
+    }
+
+    /// Answers `flush` callers once no frame is queued or pending.
+    fn notify_flushed(&mut self) {
+        if self.flush_waiters.is_empty() || self.pending_frame.is_some() || !self.ch.frames.is_empty() {
+            return;
+        }
+        for tx in self.flush_waiters.drain(..) {
+            let _ = tx.send(());
         }
     }
 

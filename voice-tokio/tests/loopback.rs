@@ -164,3 +164,18 @@ async fn join_fails_with_a_typed_error_instead_of_hanging() {
     let err = b.manager.join(GUILD, CHANNEL).await.unwrap_err();
     assert_eq!(err, voice_tokio::JoinError::Disconnected(voice_proto::DisconnectReason::E2eeRequired));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_resolves_once_the_last_frame_went_out_at_the_paced_rate() {
+    let server = Arc::new(server().await);
+    let a = bot(&server, 10);
+    let call = joined(&a, CHANNEL).await;
+    let started = tokio::time::Instant::now();
+    let n = call.play(frames(4, 30)).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(n, 30);
+    assert_eq!(call.stats().await.unwrap().frames_sent, 30, "all sent when play resolves");
+    // 30 frames at 20 ms: the first goes at once, the last 580 ms later.
+    assert!(elapsed >= Duration::from_millis(570), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+}
