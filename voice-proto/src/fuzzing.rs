@@ -102,6 +102,51 @@ pub fn connection(data: &[u8], t0: Instant) {
     }
 }
 
+/// A connection driven by hand to an established session (AES-256-GCM,
+/// key bytes 1..=32, our SSRC 1), with user 3 speaking on SSRC 5; for tests
+/// and benchmarks of the audio hot path.
+pub struct Established {
+    /// The connection, ready to send and receive.
+    pub conn: VoiceConnection,
+    /// The voice server's UDP address.
+    pub server: SocketAddr,
+    /// The session key the server handed out.
+    pub key: [u8; 32],
+}
+
+/// Builds an [`Established`] connection at `now`.
+pub fn established(now: Instant) -> Established {
+    use crate::wire::Token;
+    let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 50000));
+    let (guild, me, channel) = (Snowflake(1), Snowflake(2), Snowflake(9));
+    let mut conn = VoiceConnection::new(Config::new(guild, me), now);
+    conn.join(channel, now);
+    let state =
+        VoiceStateUpdate { guild_id: Some(guild), channel_id: Some(channel), user_id: me, session_id: "s".into() };
+    conn.handle_gateway_event(GatewayEvent::VoiceStateUpdate(state), now);
+    let update = VoiceServerUpdate { guild_id: guild, token: Token::new("t"), endpoint: Some("v.example:443".into()) };
+    conn.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update), now);
+    conn.handle_ws_open(now);
+    let key: [u8; 32] = core::array::from_fn(|i| i as u8 + 1);
+    let key_json: Vec<String> = key.iter().map(u8::to_string).collect();
+    let ready = r#"{"op":2,"d":{"ssrc":1,"ip":"127.0.0.1","port":50000,"modes":["aead_aes256_gcm_rtpsize"]}}"#;
+    let hello = r#"{"op":8,"d":{"heartbeat_interval":13750}}"#;
+    for text in [hello, ready] {
+        let _ = conn.handle_ws_message(WsMessage::Text(text), now);
+    }
+    if let Ok(mut reply) = voice_rtp::discovery::response(1, "203.0.113.9", 4000) {
+        let _ = conn.handle_datagram(server, &mut reply, now);
+    }
+    let sd = format!(
+        r#"{{"op":4,"d":{{"mode":"aead_aes256_gcm_rtpsize","secret_key":[{}],"dave_protocol_version":0}}}}"#,
+        key_json.join(",")
+    );
+    let _ = conn.handle_ws_message(WsMessage::Text(&sd), now);
+    let _ = conn.handle_ws_message(WsMessage::Text(r#"{"op":5,"d":{"user_id":"3","ssrc":5,"speaking":1}}"#), now);
+    while !matches!(conn.poll_output(), Output::Timeout { .. }) {}
+    Established { conn, server, key }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
