@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 
 use voice_mock::{ConnId, MockServer, ServerConfig, ServerEvent, ServerOutput};
 use voice_proto::wire::{GatewayVersion, Snowflake, WsFrame};
-use voice_proto::{
-    Config, Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoiceServerUpdate,
-    VoiceStateUpdate,
-};
+use voice_proto::{Config, Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoiceStateUpdate};
 
 use crate::netem::{Link, Netem};
 
@@ -236,21 +233,10 @@ impl Sim {
 
     /// Delivers what the main gateway sends after a server-side move.
     pub fn deliver_join_info(&mut self, i: usize, info: &voice_mock::JoinInfo, state_update: bool) {
-        let user = self.clients[i].user;
+        let [state, server] = info.gateway_events();
         if state_update {
-            let state = GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
-                guild_id: Some(GUILD),
-                channel_id: Some(info.channel_id),
-                user_id: user,
-                session_id: info.session_id.clone(),
-            });
             self.gateway_event(i, state);
         }
-        let server = GatewayEvent::VoiceServerUpdate(VoiceServerUpdate {
-            guild_id: GUILD,
-            token: info.token.clone(),
-            endpoint: Some(info.endpoint.clone()),
-        });
         self.gateway_event(i, server);
     }
 
@@ -297,18 +283,7 @@ impl Sim {
         }
         match p.channel_id {
             Some(channel) => {
-                let info = self.server.join(GUILD, channel, user);
-                let state = GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
-                    guild_id: Some(GUILD),
-                    channel_id: Some(channel),
-                    user_id: user,
-                    session_id: info.session_id.clone(),
-                });
-                let server = GatewayEvent::VoiceServerUpdate(VoiceServerUpdate {
-                    guild_id: GUILD,
-                    token: info.token.clone(),
-                    endpoint: Some(info.endpoint.clone()),
-                });
+                let [state, server] = self.server.join(GUILD, channel, user).gateway_events();
                 let (a, b) = if behavior == GatewayBehavior::ServerFirst { (server, state) } else { (state, server) };
                 self.gateway_event(i, a);
                 self.schedule(

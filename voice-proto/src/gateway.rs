@@ -79,6 +79,43 @@ impl GatewayEvent {
     }
 }
 
+/// Everything it takes to open a voice connection without a main gateway:
+/// the ids, and what the voice state and voice server updates said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The guild.
+    pub guild_id: Snowflake,
+    /// The voice channel.
+    pub channel_id: Snowflake,
+    /// The bot's user id.
+    pub user_id: Snowflake,
+    /// From `VOICE_STATE_UPDATE`.
+    pub session_id: String,
+    /// From `VOICE_SERVER_UPDATE`.
+    pub token: Token,
+    /// From `VOICE_SERVER_UPDATE`: `host:port`, without scheme.
+    pub endpoint: String,
+}
+
+impl ConnectionInfo {
+    /// The two dispatches the main gateway would have delivered.
+    pub fn gateway_events(&self) -> [GatewayEvent; 2] {
+        [
+            GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
+                guild_id: Some(self.guild_id),
+                channel_id: Some(self.channel_id),
+                user_id: self.user_id,
+                session_id: self.session_id.clone(),
+            }),
+            GatewayEvent::VoiceServerUpdate(VoiceServerUpdate {
+                guild_id: self.guild_id,
+                token: self.token.clone(),
+                endpoint: Some(self.endpoint.clone()),
+            }),
+        ]
+    }
+}
+
 /// The three facts needed to open a voice websocket, gathered in either order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct VoiceInfo {

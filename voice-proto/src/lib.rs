@@ -59,7 +59,7 @@ pub use close_code::{CloseAction, FinalReason, close_action};
 pub use config::Config;
 pub use connection::{Datagram, State, Transmit, VoiceConnection, VoicePacket};
 pub use error::{DatagramError, SendError, WsError};
-pub use gateway::{GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate};
+pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate};
 pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason};
 pub use stats::Stats;
 pub use voice_rtp::Mode;

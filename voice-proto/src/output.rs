@@ -51,7 +51,8 @@ pub enum Output {
     },
 }
 
-/// What a deadline is for (debugging aid).
+/// What a deadline is for (debugging aid); also the key of the
+/// connection's timer table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimeoutReason {

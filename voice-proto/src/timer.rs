@@ -1,58 +1,28 @@
-//! The connection's timers: a fixed table, the earliest one is the deadline.
+//! The connection's timers: a fixed table keyed by [`TimeoutReason`]; the
+//! earliest one is the deadline.
 
 use std::time::Instant;
 
-use crate::output::TimeoutReason;
+pub(crate) use crate::output::TimeoutReason as Timer;
 
-/// Every timer the connection uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Timer {
-    VoiceInfo,
-    WsOpen,
-    Handshake,
-    Heartbeat,
-    Discovery,
-    Keepalive,
-    Silence,
-    SpeakingIdle,
-    Reconnect,
-    MoveWait,
-}
-
-const ALL: [Timer; 10] = [
+/// Every timer, in the order expired timers are handled.
+pub(crate) const ALL: [Timer; 10] = [
+    Timer::MoveWait,
     Timer::VoiceInfo,
     Timer::WsOpen,
     Timer::Handshake,
     Timer::Heartbeat,
+    Timer::Reconnect,
     Timer::Discovery,
     Timer::Keepalive,
-    Timer::Silence,
     Timer::SpeakingIdle,
-    Timer::Reconnect,
-    Timer::MoveWait,
+    Timer::Silence,
 ];
 
-impl Timer {
-    fn reason(self) -> TimeoutReason {
-        match self {
-            Timer::VoiceInfo => TimeoutReason::VoiceInfo,
-            Timer::WsOpen => TimeoutReason::WsOpen,
-            Timer::Handshake => TimeoutReason::Handshake,
-            Timer::Heartbeat => TimeoutReason::Heartbeat,
-            Timer::Discovery => TimeoutReason::Discovery,
-            Timer::Keepalive => TimeoutReason::Keepalive,
-            Timer::Silence => TimeoutReason::Silence,
-            Timer::SpeakingIdle => TimeoutReason::SpeakingIdle,
-            Timer::Reconnect => TimeoutReason::Reconnect,
-            Timer::MoveWait => TimeoutReason::MoveWait,
-        }
-    }
-}
-
-/// Deadlines by timer.
+/// Deadlines by timer (`Idle` is never armed).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Timers {
-    at: [Option<Instant>; ALL.len()],
+    at: [Option<Instant>; 11],
 }
 
 impl Timers {
@@ -76,10 +46,10 @@ impl Timers {
         self.at = Default::default();
     }
     /// The earliest deadline and its reason.
-    pub(crate) fn next(&self) -> (Option<Instant>, TimeoutReason) {
+    pub(crate) fn next(&self) -> (Option<Instant>, Timer) {
         ALL.iter()
             .filter_map(|&t| self.at[t as usize].map(|at| (at, t)))
             .min_by_key(|&(at, _)| at)
-            .map_or((None, TimeoutReason::Idle), |(at, t)| (Some(at), t.reason()))
+            .map_or((None, Timer::Idle), |(at, t)| (Some(at), t))
     }
 }

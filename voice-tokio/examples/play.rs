@@ -146,17 +146,8 @@ async fn demo() -> Result<(), BoxError> {
     let mut config = DriverConfig::default();
     config.trust_pem(server.cert_pem().as_bytes())?;
     let (guild, channel) = (Snowflake(1), Snowflake(2));
-    let info = |user: u64| {
-        let j = server.join_wss(guild, channel, Snowflake(user));
-        ConnectionInfo {
-            guild_id: guild,
-            channel_id: channel,
-            user_id: Snowflake(user),
-            session_id: j.session_id,
-            token: j.token,
-            endpoint: j.endpoint,
-        }
-    };
+    // What the main gateway would have said, straight from the server.
+    let info = |user: u64| server.join_wss(guild, channel, Snowflake(user));
     let listener = connect(info(20), config.clone()).await?;
     let player = connect(info(10), config.clone()).await?;
     println!("both bots connected over TLS; playing {}", Path::new(SAMPLE).display());

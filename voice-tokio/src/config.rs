@@ -5,25 +5,7 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
-use voice_proto::wire::{Snowflake, Token};
-
-/// What a driver-only caller hands over instead of a main gateway: the
-/// voice state and voice server update, already received.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    /// The guild.
-    pub guild_id: Snowflake,
-    /// The channel.
-    pub channel_id: Snowflake,
-    /// The bot's user id.
-    pub user_id: Snowflake,
-    /// From `VOICE_STATE_UPDATE`.
-    pub session_id: String,
-    /// From `VOICE_SERVER_UPDATE`.
-    pub token: Token,
-    /// From `VOICE_SERVER_UPDATE`: `host:port`.
-    pub endpoint: String,
-}
+use voice_proto::wire::Snowflake;
 
 /// Settings shared by the calls of a [`Manager`](crate::Manager).
 #[derive(Debug, Clone)]

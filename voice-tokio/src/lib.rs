@@ -35,7 +35,7 @@ pub mod pacing;
 mod ws;
 
 pub use call::{Call, CallState, CallStats, FrameSink, PlayError, ReceivedAudio};
-pub use config::{ConnectionInfo, DriverConfig};
+pub use config::DriverConfig;
 pub use error::{CallError, ConnectError, JoinError, OggError};
 pub use manager::{MainGateway, Manager, connect};
-pub use voice_proto::{DisconnectReason, Event, GatewayEvent, State, UpdateVoiceState};
+pub use voice_proto::{ConnectionInfo, DisconnectReason, Event, GatewayEvent, State, UpdateVoiceState};

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use voice_proto::wire::Snowflake;
-use voice_proto::{GatewayEvent, State, UpdateVoiceState, VoiceConnection, VoiceServerUpdate, VoiceStateUpdate};
+use voice_proto::{ConnectionInfo, GatewayEvent, State, UpdateVoiceState, VoiceConnection};
 
 use crate::call::{Call, CallState, FrameSink};
-use crate::config::{ConnectionInfo, DriverConfig};
+use crate::config::DriverConfig;
 use crate::driver::{Channels, Driver};
 use crate::error::{CallError, JoinError};
 
@@ -174,16 +174,10 @@ pub async fn connect(info: ConnectionInfo, config: DriverConfig) -> Result<Call,
     let tls = config.tls().map_err(|e| JoinError::Tls(e.to_string()))?;
     let udp = bind_udp().await.map_err(|e| JoinError::Tls(format!("udp socket: {e}")))?;
     let call = spawn_call(info.guild_id, info.user_id, &config, Arc::new(NoGateway), tls, udp);
-    let state = VoiceStateUpdate {
-        guild_id: Some(info.guild_id),
-        channel_id: Some(info.channel_id),
-        user_id: info.user_id,
-        session_id: info.session_id,
-    };
-    let server = VoiceServerUpdate { guild_id: info.guild_id, token: info.token, endpoint: Some(info.endpoint) };
     call.join(info.channel_id).await.map_err(|_| JoinError::DriverGone)?;
-    call.handle_gateway_event(GatewayEvent::VoiceStateUpdate(state)).await.map_err(|_| JoinError::DriverGone)?;
-    call.handle_gateway_event(GatewayEvent::VoiceServerUpdate(server)).await.map_err(|_| JoinError::DriverGone)?;
+    for event in info.gateway_events() {
+        call.handle_gateway_event(event).await.map_err(|_| JoinError::DriverGone)?;
+    }
     call.wait_connected(config.join_timeout).await?;
     Ok(call)
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use voice_proto::wire::{Snowflake, Token, WsFrame};
+use voice_proto::wire::{Snowflake, WsFrame};
 use voice_rtp::Mode;
 
 /// One accepted websocket.
@@ -11,23 +11,10 @@ use voice_rtp::Mode;
 pub struct ConnId(pub u64);
 
 /// What the main gateway would hand a bot for a voice join: the
-/// `VOICE_STATE_UPDATE` session id and the `VOICE_SERVER_UPDATE` token and
-/// endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinInfo {
-    /// The guild.
-    pub guild_id: Snowflake,
-    /// The voice channel.
-    pub channel_id: Snowflake,
-    /// The user (the bot).
-    pub user_id: Snowflake,
-    /// The voice session id.
-    pub session_id: String,
-    /// The voice token (`CHANNEL_ID.random`).
-    pub token: Token,
-    /// `host:port`, without scheme.
-    pub endpoint: String,
-}
+/// `VOICE_STATE_UPDATE` session id and the `VOICE_SERVER_UPDATE` token
+/// (`CHANNEL_ID.random`) and endpoint; exactly what a driver-only client
+/// (`voice_tokio::connect`) takes.
+pub type JoinInfo = voice_proto::ConnectionInfo;
 
 /// Something the caller of [`crate::MockServer::poll_output`] must do or may
 /// observe. Drain until [`ServerOutput::Timeout`].

@@ -254,19 +254,7 @@ impl VoiceConnection {
     }
 
     fn expired_timer(&mut self, now: Instant) -> Option<Timer> {
-        const ORDER: [Timer; 10] = [
-            Timer::MoveWait,
-            Timer::VoiceInfo,
-            Timer::WsOpen,
-            Timer::Handshake,
-            Timer::Heartbeat,
-            Timer::Reconnect,
-            Timer::Discovery,
-            Timer::Keepalive,
-            Timer::SpeakingIdle,
-            Timer::Silence,
-        ];
-        ORDER.into_iter().find(|&t| self.timers.expired(t, now))
+        crate::timer::ALL.into_iter().find(|&t| self.timers.expired(t, now))
     }
 
     fn on_timer(&mut self, t: Timer, now: Instant) {
@@ -281,6 +269,7 @@ impl VoiceConnection {
             Timer::SpeakingIdle => self.on_speaking_idle(now),
             Timer::Reconnect => self.on_reconnect_timer(now),
             Timer::MoveWait => self.on_move_wait_timeout(now),
+            _ => {}
         }
     }
 

@@ -78,6 +78,9 @@ impl Backend {
 
 /// ring's ChaCha20-Poly1305 under the HChaCha20 subkey for `nonce` (24 bytes),
 /// with the IETF nonce `0000 ‖ nonce[16..24]`.
+// Inlined so that ring's key (which embeds its large key-schedule union)
+// is built in place rather than moved out of a Result on every packet.
+#[inline(always)]
 fn xchacha_key(key: &[u8; 32], nonce: &[u8]) -> Result<(LessSafeKey, Nonce), Error> {
     let mut sub: [u8; 32] = hchacha::<U10>(key.into(), nonce[..16].into()).into();
     let unbound = UnboundKey::new(&CHACHA20_POLY1305, &sub);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use voice_mock::{RunnerConfig, Server};
 use voice_proto::wire::Snowflake;
-use voice_proto::{GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate};
+use voice_proto::{GatewayEvent, UpdateVoiceState, VoiceStateUpdate};
 use voice_tokio::{Call, DriverConfig, Manager, ReceivedAudio};
 
 pub const GUILD: Snowflake = Snowflake(1);
@@ -49,16 +49,9 @@ pub fn bot(server: &Arc<Server>, user: u64) -> Bot {
             let Some(manager) = m.upgrade() else { break };
             match p.channel_id {
                 Some(channel) => {
-                    let j = s.join_wss(p.guild_id, channel, user);
-                    let state = VoiceStateUpdate {
-                        guild_id: Some(p.guild_id),
-                        channel_id: Some(channel),
-                        user_id: user,
-                        session_id: j.session_id,
-                    };
-                    let server = VoiceServerUpdate { guild_id: p.guild_id, token: j.token, endpoint: Some(j.endpoint) };
-                    manager.handle_gateway_event(GatewayEvent::VoiceStateUpdate(state)).await;
-                    manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(server)).await;
+                    for event in s.join_wss(p.guild_id, channel, user).gateway_events() {
+                        manager.handle_gateway_event(event).await;
+                    }
                 }
                 None => {
                     let state = VoiceStateUpdate {
