@@ -150,6 +150,9 @@ pub struct Sim {
     pub control_latency: Duration,
     /// Server events, with their time.
     pub server_events: Vec<(Instant, ServerEvent)>,
+    /// Drop every websocket frame clients send (a server that stopped
+    /// answering).
+    pub blackhole_ws_to_server: bool,
     control: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     server_deadline: Option<Instant>,
@@ -174,6 +177,7 @@ impl Sim {
             down: Netem::new(Link::default(), seed ^ 2),
             control_latency: Duration::from_millis(10),
             server_events: Vec::new(),
+            blackhole_ws_to_server: false,
             control: BTreeMap::new(),
             seq: 0,
             server_deadline: None,
@@ -505,6 +509,7 @@ impl Sim {
                     c.conn.handle_ws_close(code, now);
                 }
             }
+            Delivery::ToServer { .. } if self.blackhole_ws_to_server => {}
             Delivery::ToServer { conn, frame } => self.server.handle_ws_message(conn, frame.as_message(), now),
             Delivery::Gateway { client, event } => self.clients[client].conn.handle_gateway_event(event, now),
         }

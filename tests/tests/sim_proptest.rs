@@ -101,14 +101,23 @@ fn apply(sim: &mut Sim, op: &Op) {
 fn check_invariants(sim: &Sim) {
     let c = &sim.clients[0];
     assert_eq!(c.conn.stats().outputs_dropped, 0, "an output queue overflowed");
-    let first_connected = c.events.iter().find(|(_, e)| matches!(e, Event::Connected { .. })).map(|(t, _)| *t);
+    // Each session has its own SSRC and key: a voice datagram must carry the
+    // SSRC of a session whose Session Description (Connected) came first.
+    let sessions: HashMap<u32, std::time::Instant> = c
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Connected { ssrc, .. } => Some((*ssrc, *t)),
+            _ => None,
+        })
+        .collect();
     let mut nonces: HashMap<u32, HashSet<[u8; 4]>> = HashMap::new();
     for (t, d) in &c.datagrams {
         if classify(d) != DatagramKind::Rtp {
             continue;
         }
-        assert!(first_connected.is_some_and(|f| f <= *t), "voice datagram before any session");
         let ssrc = RtpPacket::new(d).expect("own RTP parses").ssrc();
+        assert!(sessions.get(&ssrc).is_some_and(|c| c <= t), "voice datagram before its session's description");
         let suffix: [u8; 4] = d[d.len() - 4..].try_into().expect("suffix");
         assert!(nonces.entry(ssrc).or_default().insert(suffix), "nonce repeated under one key");
     }

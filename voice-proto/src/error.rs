@@ -30,6 +30,9 @@ pub enum DatagramError {
     /// There is no session key yet.
     #[error("no session established yet")]
     NotReady,
+    /// RTP with a payload type other than Opus (120).
+    #[error("payload type {0} is not Opus")]
+    NotOpus(u8),
     /// Voice from an SSRC no Speaking message has named.
     #[error("voice from unknown ssrc {0}")]
     UnknownSsrc(u32),

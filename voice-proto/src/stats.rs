@@ -46,6 +46,8 @@ pub struct Stats {
     pub rtcp_received: u64,
     /// Packets dropped: authentication failed or malformed.
     pub decrypt_failures: u64,
+    /// Packets dropped: not Opus (payload type other than 120).
+    pub non_opus_drops: u64,
     /// Packets dropped: unknown SSRC.
     pub unknown_ssrc_drops: u64,
     /// Packets dropped: not from the voice server.

@@ -29,7 +29,8 @@ impl VoiceConnection {
             return;
         }
         self.ghost = None;
-        let idle = matches!(self.state, State::Idle | State::Disconnected);
+        // After a 4014/4022 a join asks the main gateway again (§1.8).
+        let idle = matches!(self.state, State::Idle | State::Disconnected | State::AwaitingMove);
         if self.channel == Some(channel) && !idle && !self.leaving {
             // Already joining or in this channel.
             return;
@@ -39,6 +40,7 @@ impl VoiceConnection {
         self.op4(Some(channel));
         if idle || self.state == State::AwaitingVoiceInfo {
             self.backoff.reset();
+            self.timers.stop(Timer::MoveWait);
             self.await_voice_info(now);
         }
         // Otherwise a session exists: this is a move, and the main gateway's
@@ -112,7 +114,10 @@ impl VoiceConnection {
         self.advance(now);
         self.config.self_mute = self_mute;
         self.config.self_deaf = self_deaf;
-        if let Some(c) = self.channel {
+        // Only in a live call: after a final close an op 4 with the channel
+        // would rejoin, which the application did not ask for.
+        let live = !matches!(self.state, State::Idle | State::Disconnected | State::Closed);
+        if let Some(c) = self.channel.filter(|_| live && !self.leaving) {
             self.op4(Some(c));
         }
     }
@@ -135,6 +140,9 @@ impl VoiceConnection {
     }
 
     pub(crate) fn disconnect(&mut self, reason: DisconnectReason) {
+        if self.leaving {
+            return self.finish_leave(self.now);
+        }
         self.drop_session(1000);
         self.timers.stop_all();
         self.pending = None;

@@ -71,6 +71,10 @@ impl VoiceConnection {
     /// `Pending::Resume` falls back to identifying again when no session was
     /// established yet.
     pub(crate) fn fail(&mut self, now: Instant, reason: ReconnectReason, mut pending: Pending) {
+        if self.leaving {
+            // The leave was under way: finish it instead of reconnecting.
+            return self.finish_leave(now);
+        }
         tracing::info!(?reason, ?pending, "voice connection lost");
         let established = self.link.as_ref().is_some_and(|l| l.sender.is_some());
         if pending == Pending::Resume && !established {
@@ -99,9 +103,21 @@ impl VoiceConnection {
         }
     }
 
+    /// Forgets a scheduled reconnect (new credentials superseded it).
+    pub(crate) fn cancel_reconnect(&mut self) {
+        self.pending = None;
+        self.timers.stop(Timer::Reconnect);
+    }
+
     pub(crate) fn on_reconnect_timer(&mut self, now: Instant) {
         self.timers.stop(Timer::Reconnect);
-        match self.pending.take() {
+        let established = self.link.as_ref().is_some_and(|l| l.sender.is_some());
+        let pending = match self.pending.take() {
+            // Nothing left to resume (the session was dropped meanwhile).
+            Some(Pending::Resume) if !established => Some(Pending::Reidentify),
+            p => p,
+        };
+        match pending {
             Some(Pending::Resume) => self.start_ws(now, true),
             Some(Pending::Reidentify) => self.start_ws(now, false),
             Some(Pending::Fresh) => {
@@ -117,6 +133,16 @@ impl VoiceConnection {
     pub(crate) fn on_ws_closed(&mut self, code: Option<u16>, now: Instant) {
         self.ws = Ws::Closed;
         self.heartbeat = None;
+        if self.leaving {
+            return self.finish_leave(now);
+        }
+        if code == Some(4004) {
+            // Authentication failed: one fresh attempt, then give up.
+            self.auth_failures += 1;
+            if self.auth_failures > 1 {
+                return self.disconnect(DisconnectReason::ProtocolError(4004));
+            }
+        }
         let reason = ReconnectReason::Closed(code);
         let resuming = self.state == State::Resuming;
         match close_action(code) {
@@ -146,6 +172,14 @@ impl VoiceConnection {
         if self.state == State::AwaitingMove {
             self.disconnect(DisconnectReason::CallTerminated(self.move_code));
         }
+    }
+
+    /// The websocket did not open, or the handshake did not finish, in
+    /// time. A resume that times out falls back to a fresh connection
+    /// (PROTOCOL.md §2.7, 4015 row); anything else identifies again.
+    pub(crate) fn on_handshake_timeout(&mut self, now: Instant, reason: ReconnectReason) {
+        let pending = if self.state == State::Resuming { Pending::Fresh } else { Pending::Resume };
+        self.fail(now, reason, pending);
     }
 
     pub(crate) fn on_voice_info_timeout(&mut self, _now: Instant) {

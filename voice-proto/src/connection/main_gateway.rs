@@ -30,7 +30,7 @@ impl VoiceConnection {
         match u.channel_id {
             None => {
                 self.ghost = None;
-                if self.leaving || self.state == State::Idle {
+                if self.leaving || matches!(self.state, State::Idle | State::Disconnected) {
                     return;
                 }
                 // Left, kicked, channel deleted or main session lost.
@@ -60,6 +60,7 @@ impl VoiceConnection {
         let Some(endpoint) = u.endpoint else {
             // The voice server is gone; Discord is allocating a new one.
             self.drop_session(1000);
+            self.cancel_reconnect();
             self.info.endpoint = None;
             self.info.token = Some(u.token);
             self.timers.stop(Timer::MoveWait);
@@ -90,8 +91,7 @@ impl VoiceConnection {
                 // connection with the new credentials, never a resume.
                 self.event(Event::Reconnecting { reason: ReconnectReason::EndpointChanged });
                 self.drop_session(1000);
-                self.pending = None;
-                self.timers.stop(Timer::Reconnect);
+                self.cancel_reconnect();
                 self.backoff.reset();
                 self.await_voice_info(now);
                 self.connect_if_ready(now);

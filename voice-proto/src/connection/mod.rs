@@ -126,6 +126,8 @@ pub struct VoiceConnection {
     pub(crate) pending: Option<Pending>,
     /// The close code that led to AwaitingMove.
     pub(crate) move_code: u16,
+    /// 4004 closes since the last established session.
+    pub(crate) auth_failures: u32,
 
     pub(crate) link: Option<Link>,
     pub(crate) transform: FrameTransform,
@@ -170,6 +172,7 @@ impl VoiceConnection {
             backoff,
             pending: None,
             move_code: 0,
+            auth_failures: 0,
             link: None,
             transform: FrameTransform::default(),
             users: HashMap::new(),
@@ -260,8 +263,8 @@ impl VoiceConnection {
     fn on_timer(&mut self, t: Timer, now: Instant) {
         match t {
             Timer::VoiceInfo => self.on_voice_info_timeout(now),
-            Timer::WsOpen => self.fail(now, crate::ReconnectReason::WsOpenTimeout, Pending::Resume),
-            Timer::Handshake => self.fail(now, crate::ReconnectReason::HandshakeTimeout, Pending::Resume),
+            Timer::WsOpen => self.on_handshake_timeout(now, crate::ReconnectReason::WsOpenTimeout),
+            Timer::Handshake => self.on_handshake_timeout(now, crate::ReconnectReason::HandshakeTimeout),
             Timer::Heartbeat => self.on_heartbeat_timer(now),
             Timer::Discovery => self.on_discovery_timer(now),
             Timer::Keepalive => self.on_keepalive_timer(now),
@@ -273,9 +276,12 @@ impl VoiceConnection {
         }
     }
 
-    /// Queues an output, dropping it (counted) when the driver is not draining.
+    /// Queues an output. When the driver is not draining, events and
+    /// datagrams beyond the cap are dropped (counted); control outputs
+    /// (websocket, op 4) are never dropped, and only inputs produce them.
     pub(crate) fn push(&mut self, o: Output) {
-        if self.outputs.len() >= self.config.max_queued_outputs {
+        let droppable = matches!(o, Output::Event(_) | Output::Transmit { .. });
+        if droppable && self.outputs.len() >= self.config.max_queued_outputs {
             self.stats.outputs_dropped += 1;
             tracing::warn!("output queue full; dropping an output (is the driver draining?)");
             return;

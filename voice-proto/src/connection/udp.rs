@@ -134,7 +134,13 @@ impl VoiceConnection {
             self.stats.not_ready_drops += 1;
             return Err(DatagramError::NotReady);
         };
-        let ssrc = voice_rtp::RtpPacket::new(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?.ssrc();
+        let packet = voice_rtp::RtpPacket::new(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
+        let (ssrc, payload_type) = (packet.ssrc(), packet.payload_type());
+        if payload_type != voice_rtp::rtp::OPUS_PAYLOAD_TYPE {
+            // Not audio (PROTOCOL.md §3.5: receivers drop other types).
+            self.stats.non_opus_drops += 1;
+            return Err(DatagramError::NotOpus(payload_type));
+        }
         let Some(&user_id) = self.users.get(&ssrc) else {
             self.stats.unknown_ssrc_drops += 1;
             return Err(DatagramError::UnknownSsrc(ssrc));

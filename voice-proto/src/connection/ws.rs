@@ -101,12 +101,20 @@ impl VoiceConnection {
                 let hb = Heartbeat::new(h.heartbeat_interval, now);
                 self.timers.set(Timer::Heartbeat, hb.deadline());
                 self.heartbeat = Some(hb);
+                self.finish_handshake_if_done();
             }
             Message::HeartbeatAck(a) => {
                 let acked = self.heartbeat.as_mut().is_some_and(|hb| hb.on_ack(a.nonce, now));
                 if acked {
                     self.stats.heartbeat_acks += 1;
                     self.stats.heartbeat_rtt = self.heartbeat.as_ref().and_then(|hb| hb.rtt);
+                    if self.state == State::Connected {
+                        // The session has proved healthy: reconnects start
+                        // from the short end of the backoff again. (Resetting
+                        // on every connect would let a server that accepts
+                        // and drops the call at once keep us in a tight loop.)
+                        self.backoff.reset();
+                    }
                 } else {
                     self.stats.stray_acks += 1;
                 }
@@ -117,9 +125,8 @@ impl VoiceConnection {
                 if self.state != State::Resuming {
                     return Err(WsError::Unexpected("Resumed while not resuming"));
                 }
-                self.timers.stop(Timer::Handshake);
                 self.state = State::Connected;
-                self.backoff.reset();
+                self.finish_handshake_if_done();
                 if let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) {
                     // The next frame announces Speaking again.
                     sender.speaking = false;
@@ -195,8 +202,14 @@ impl VoiceConnection {
             return Err(WsError::Unexpected("Session Description outside the handshake"));
         }
         let Some(mode) = voice_rtp::Mode::from_name(&sd.mode).filter(|m| self.config.modes.contains(m)) else {
+            // Retrying would get the same answer.
+            tracing::warn!(mode = %sd.mode, "Session Description with a mode we cannot use");
+            self.disconnect(crate::DisconnectReason::NoCommonMode);
             return Err(WsError::Unexpected("Session Description with a mode not offered"));
         };
+        if self.link.as_ref().is_some_and(|l| l.mode != mode) {
+            tracing::warn!(selected = ?self.link.as_ref().map(|l| l.mode), given = %mode, "server chose another mode; using it");
+        }
         let (seq, ts, nonce) = (self.rng.u16(..), self.rng.u32(..), self.rng.u32(..));
         let seq = self.config.initial_sequence.unwrap_or(seq);
         let ts = self.config.initial_timestamp.unwrap_or(ts);
@@ -207,12 +220,20 @@ impl VoiceConnection {
         link.sender = Some(super::media::Sender::new(mode, &sd.secret_key, seq, ts, nonce));
         let ssrc = link.ssrc;
         self.transform.set_version(sd.dave_protocol_version);
-        self.timers.stop(Timer::Handshake);
         self.state = State::Connected;
-        self.backoff.reset();
+        self.auth_failures = 0;
+        self.finish_handshake_if_done();
         let _ = now;
         self.event(Event::Connected { mode, ssrc });
         Ok(())
+    }
+
+    /// The handshake deadline ends only once the session is up *and* Hello
+    /// started the heartbeat; without Hello a dead socket would go unnoticed.
+    fn finish_handshake_if_done(&mut self) {
+        if self.state == State::Connected && self.heartbeat.is_some() {
+            self.timers.stop(Timer::Handshake);
+        }
     }
 
     pub(crate) fn on_heartbeat_timer(&mut self, now: Instant) {
