@@ -232,7 +232,10 @@ async fn direct(args: Args) -> Result<(), BoxError> {
     let config = driver_config(&args)?;
     let started = Instant::now();
     let deadline = args.timeout.map(|s| started + Duration::from_secs_f64(s));
-    let call: Call = connect(info, config).await?;
+    let call: Call = match deadline {
+        Some(d) => tokio::time::timeout_at(d, connect(info, config)).await.map_err(|_| "timed out connecting")??,
+        None => connect(info, config).await?,
+    };
     eprintln!("connected");
     let mut audio = call.take_audio().ok_or("audio already taken")?;
     let mut rec = args.record_dir.as_deref().map(Recorder::new).transpose()?;
@@ -244,18 +247,22 @@ async fn direct(args: Args) -> Result<(), BoxError> {
         None => None,
     };
     let idle = args.idle_exit.map(Duration::from_secs_f64);
+    let mut last_audio: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
             p = audio.recv() => {
                 let Some(p) = p else { break };
+                last_audio = Some(Instant::now());
                 if let Some(r) = rec.as_mut() { r.add(&p)?; }
             }
             _ = tick.tick() => {
                 if deadline.is_some_and(|d| Instant::now() >= d) { break; }
-                let last = rec.as_ref().and_then(|r| r.last);
-                if let (Some(idle), Some(last)) = (idle, last) {
+                if let (Some(idle), Some(last)) = (idle, last_audio) {
                     if last.elapsed() >= idle { break; }
+                }
+                if matches!(call.state().state, voice_tokio::State::Disconnected | voice_tokio::State::Closed) {
+                    break;
                 }
                 let played = play.as_ref().is_none_or(|p| p.is_finished());
                 if played && rec.is_none() && args.timeout.is_none() {
@@ -270,6 +277,7 @@ async fn direct(args: Args) -> Result<(), BoxError> {
             p.await??;
         }
     }
+    let ended = call.state();
     call.leave().await?;
     let s = call.stats().await?;
     summary("summary", &s);
@@ -278,7 +286,10 @@ async fn direct(args: Args) -> Result<(), BoxError> {
             println!("recording: {}", f.display());
         }
     }
-    Ok(())
+    match (ended.state, ended.last_disconnect) {
+        (voice_tokio::State::Disconnected, Some(reason)) => Err(format!("disconnected: {reason:?}").into()),
+        _ => Ok(()),
+    }
 }
 
 #[tokio::main]

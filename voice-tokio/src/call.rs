@@ -30,6 +30,8 @@ pub struct ReceivedAudio {
 pub struct CallState {
     /// The state machine's state.
     pub state: State,
+    /// The channel the call is in or joining.
+    pub channel: Option<Snowflake>,
     /// Times the session was established (first connect and reconnects).
     pub connects: u64,
     /// Times the connection went down for good (`Event::Disconnected`).
@@ -48,6 +50,8 @@ pub struct CallStats {
     pub frames_sent: u64,
     /// Frames dropped because the session was not established.
     pub frames_dropped_not_ready: u64,
+    /// Queued frames skipped after a stall, to keep latency from growing.
+    pub frames_dropped_late: u64,
     /// Pacing slots skipped after stalls.
     pub slots_skipped: u64,
     /// Events dropped because the application did not read them.
@@ -130,20 +134,25 @@ impl Call {
         self.state.borrow().clone()
     }
 
-    /// Waits until the call is connected, has given up, or `timeout` passes.
-    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), JoinError> {
+    /// Waits until the call is connected to `channel`, has given up, or
+    /// `timeout` passes. When the call is elsewhere (a move), only a new
+    /// connection to `channel` counts.
+    pub async fn wait_connected(&self, channel: Snowflake, timeout: Duration) -> Result<(), JoinError> {
         let mut rx = self.state.clone();
-        // Only a disconnect after this point counts: an old one may still be
-        // showing while a new join is on its way to the driver.
-        let base = rx.borrow().disconnects;
+        let start = rx.borrow().clone();
+        if start.state == State::Connected && start.channel == Some(channel) {
+            return Ok(());
+        }
+        // Only what happens from now on counts: an old disconnect may still
+        // be showing while the join is on its way to the driver.
         let wait = async {
             loop {
                 {
                     let s = rx.borrow_and_update();
-                    if s.state == State::Connected {
+                    if s.state == State::Connected && s.channel == Some(channel) && s.connects > start.connects {
                         return Ok(());
                     }
-                    if s.disconnects > base {
+                    if s.disconnects > start.disconnects {
                         return Err(JoinError::Disconnected(s.last_disconnect.unwrap_or(DisconnectReason::Requested)));
                     }
                     if s.state == State::Closed {

@@ -27,6 +27,10 @@ use crate::ws::{self, WsStream};
 
 type Connecting = Pin<Box<dyn Future<Output = Result<WsStream, ConnectError>> + Send>>;
 
+/// Longest a websocket write may block the driver before the socket is
+/// treated as dead.
+const WS_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Received Opus is copied into this arena and handed out as `Bytes`
 /// slices: one allocation per arena block, not per packet.
 const ARENA_BLOCK: usize = 64 * 1024;
@@ -59,6 +63,9 @@ pub(crate) struct Driver {
     commands_open: bool,
     frames_open: bool,
     flush_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Where the UDP socket is connected (the voice server), so the kernel
+    /// drops datagrams from anyone else.
+    peer: Option<SocketAddr>,
 }
 
 enum Wake {
@@ -104,6 +111,7 @@ impl Driver {
             commands_open: true,
             frames_open: true,
             flush_waiters: Vec::new(),
+            peer: None,
         }
     }
 
@@ -131,15 +139,17 @@ impl Driver {
         let deadline = self.deadline.map(Instant::from_std);
         let Driver { ch, connecting, ws, udp, recv, commands_open, frames_open, pending_frame, .. } = self;
         let want_frame = pending_frame.is_none() && *frames_open;
+        // Biased, with time first: a flood of datagrams or frames cannot
+        // starve heartbeats or pacing.
         tokio::select! {
             biased;
             c = ch.commands.recv(), if *commands_open => Wake::Command(c),
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => pending().await } } => Wake::Timer,
+            _ = async { match slot { Some(s) => tokio::time::sleep_until(s).await, None => pending().await } } => Wake::FrameSlot,
             r = async { match connecting.as_mut() { Some(f) => f.await, None => pending().await } } => Wake::WsOpened(Box::new(r)),
             m = async { match ws.as_mut() { Some(w) => w.next().await, None => pending().await } } => Wake::Ws(m),
             r = udp.recv_from(&mut recv[..]) => Wake::Udp(r),
-            _ = async { match slot { Some(s) => tokio::time::sleep_until(s).await, None => pending().await } } => Wake::FrameSlot,
             f = ch.frames.recv(), if want_frame => Wake::Frame(f),
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => pending().await } } => Wake::Timer,
         }
     }
 
@@ -169,7 +179,10 @@ impl Driver {
             Wake::Ws(m) => self.ws_message(m, now),
             Wake::Udp(Ok((n, from))) => self.datagram(n, from, now),
             Wake::Udp(Err(e)) => tracing::debug!(error = %e, "udp receive error"),
-            Wake::Frame(Some(f)) => self.pending_frame = Some(f),
+            Wake::Frame(Some(f)) => {
+                self.pacer.resume_after_idle(Instant::now());
+                self.pending_frame = Some(f);
+            }
             Wake::Frame(None) => self.frames_open = false,
             Wake::FrameSlot => self.send_frame(now).await,
             Wake::Timer => self.conn.handle_timeout(now),
@@ -261,14 +274,21 @@ impl Driver {
     async fn send_frame(&mut self, now: std::time::Instant) {
         let Some(frame) = self.pending_frame.take() else { return };
         self.pacer.sent();
+        // After a stall, skip as many queued frames as slots were missed, so
+        // that latency does not grow with every stall (PROTOCOL.md §5.2).
+        for _ in 0..self.pacer.take_missed() {
+            if self.ch.frames.try_recv().is_err() {
+                break;
+            }
+            self.stats.frames_dropped_late += 1;
+        }
         match self.conn.send_opus(&frame, now, &mut self.out) {
             Ok(t) => {
                 // Speaking (op 5) goes out before the first datagram.
                 self.drain().await;
-                if let Err(e) = self.udp.send_to(&self.out[..t.len], t.to).await {
-                    tracing::debug!(error = %e, "udp send failed");
-                    self.stats.udp_send_errors += 1;
-                }
+                let out = std::mem::take(&mut self.out);
+                self.transmit(&out[..t.len], t.to).await;
+                self.out = out;
                 self.stats.frames_sent += 1;
             }
             Err(_) => self.stats.frames_dropped_not_ready += 1,
@@ -296,8 +316,9 @@ impl Driver {
                             WsFrame::Binary(b) => Message::Binary(b.into()),
                             other => Message::Text(other.as_text().unwrap_or_default().to_owned().into()),
                         };
-                        if let Err(e) = ws.send(msg).await {
-                            tracing::info!(error = %e, "voice websocket send failed");
+                        let sent = tokio::time::timeout(WS_SEND_TIMEOUT, ws.send(msg)).await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            tracing::info!("voice websocket send failed or stalled");
                             self.ws = None;
                             ws_broke = true;
                         }
@@ -321,7 +342,16 @@ impl Driver {
     }
 
     async fn transmit(&mut self, bytes: &[u8], to: SocketAddr) {
-        if let Err(e) = self.udp.send_to(bytes, to).await {
+        if self.peer != Some(to) {
+            // Connect to the voice server so the kernel filters every other
+            // source; a new server (fresh connection) connects again.
+            match self.udp.connect(to).await {
+                Ok(()) => self.peer = Some(to),
+                Err(e) => tracing::debug!(error = %e, "udp connect failed"),
+            }
+        }
+        let sent = if self.peer == Some(to) { self.udp.send(bytes).await } else { self.udp.send_to(bytes, to).await };
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "udp send failed");
             self.stats.udp_send_errors += 1;
         }
@@ -342,10 +372,11 @@ impl Driver {
     }
 
     fn publish(&mut self) {
-        let state = self.conn.state();
+        let (state, channel) = (self.conn.state(), self.conn.channel());
         self.ch.state.send_if_modified(|s| {
-            let changed = s.state != state;
+            let changed = s.state != state || s.channel != channel;
             s.state = state;
+            s.channel = channel;
             changed
         });
     }

@@ -18,6 +18,9 @@ pub enum JoinError {
     /// The TLS configuration could not be built.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// A socket could not be opened.
+    #[error("socket: {0}")]
+    Io(String),
 }
 
 /// A call command could not be delivered.

@@ -56,13 +56,15 @@ fn spawn_call(
     let mut proto = config.proto.clone();
     proto.guild_id = guild;
     proto.user_id = user;
-    proto.seed ^= guild.get().rotate_left(17) ^ user.get();
+    // RTP sequence, timestamp and nonce start values must be unpredictable
+    // across restarts: mix in per-process randomness from the OS.
+    proto.seed ^= os_random() ^ guild.get().rotate_left(17) ^ user.get();
     let conn = VoiceConnection::new(proto, tokio::time::Instant::now().into_std());
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (frame_tx, frame_rx) = mpsc::channel(config.frame_capacity.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
     let (audio_tx, audio_rx) = mpsc::channel(config.receive_capacity.max(1));
-    let initial = CallState { state: State::Idle, connects: 0, disconnects: 0, last_disconnect: None };
+    let initial = CallState { state: State::Idle, channel: None, connects: 0, disconnects: 0, last_disconnect: None };
     let (state_tx, state_rx) = watch::channel(initial);
     let ch = Channels { commands: cmd_rx, frames: frame_rx, events: event_tx, audio: audio_tx, state: state_tx };
     let driver = Driver::new(conn, ch, gateway, tls, config.ws_connect_timeout, udp);
@@ -75,6 +77,15 @@ fn spawn_call(
         events: Arc::new(Mutex::new(Some(event_rx))),
         audio: Arc::new(Mutex::new(Some(audio_rx))),
     }
+}
+
+/// 64 random bits seeded by the OS (through std's hasher keys), without a
+/// dependency for it.
+fn os_random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5eed);
+    h.finish()
 }
 
 async fn bind_udp() -> std::io::Result<UdpSocket> {
@@ -108,26 +119,29 @@ impl Manager {
         self.calls.lock().ok()?.get(&guild).cloned()
     }
 
-    /// The call of `guild`, created (its driver task spawned) if needed.
+    /// The call of `guild`, created (its driver task spawned) if needed; a
+    /// call that was closed is replaced by a new one.
     pub async fn call(&self, guild: Snowflake) -> std::io::Result<Call> {
-        if let Some(c) = self.get(guild) {
+        if let Some(c) = self.get(guild).filter(|c| !c.commands.is_closed()) {
             return Ok(c);
         }
         let udp = bind_udp().await?;
         let mut calls = self.calls.lock().map_err(|_| std::io::Error::other("call table poisoned"))?;
-        let call = calls.entry(guild).or_insert_with(|| {
-            spawn_call(guild, self.user_id, &self.config, self.gateway.clone(), self.tls.clone(), udp)
-        });
-        Ok(call.clone())
+        if let Some(c) = calls.get(&guild).filter(|c| !c.commands.is_closed()) {
+            return Ok(c.clone());
+        }
+        let call = spawn_call(guild, self.user_id, &self.config, self.gateway.clone(), self.tls.clone(), udp);
+        calls.insert(guild, call.clone());
+        Ok(call)
     }
 
     /// Joins `channel` of `guild` (op 4 through the main gateway) and waits
     /// until the call is connected, or fails with a typed error after the
     /// configured join timeout. Never hangs.
     pub async fn join(&self, guild: Snowflake, channel: Snowflake) -> Result<Call, JoinError> {
-        let call = self.call(guild).await.map_err(|e| JoinError::Tls(format!("udp socket: {e}")))?;
+        let call = self.call(guild).await.map_err(|e| JoinError::Io(e.to_string()))?;
         call.join(channel).await.map_err(|_| JoinError::DriverGone)?;
-        call.wait_connected(self.config.join_timeout).await?;
+        call.wait_connected(channel, self.config.join_timeout).await?;
         Ok(call)
     }
 
@@ -149,15 +163,23 @@ impl Manager {
     }
 
     /// Routes a main-gateway voice dispatch to its guild's call. Feed every
-    /// `VOICE_STATE_UPDATE` and `VOICE_SERVER_UPDATE` here; others' states
-    /// are ignored by the call.
+    /// `VOICE_STATE_UPDATE` and `VOICE_SERVER_UPDATE` here: other users'
+    /// states are dropped at once. The bot's own voice state in a guild with
+    /// no call yet (found at start-up) creates the call, whose events then
+    /// report it as `Event::GhostVoiceState` for the application to adopt or
+    /// drop.
     pub async fn handle_gateway_event(&self, event: GatewayEvent) {
-        let guild = match &event {
-            GatewayEvent::VoiceStateUpdate(u) => u.guild_id,
-            GatewayEvent::VoiceServerUpdate(u) => Some(u.guild_id),
+        let call = match &event {
+            GatewayEvent::VoiceStateUpdate(u) if u.user_id != self.user_id => return,
+            GatewayEvent::VoiceStateUpdate(u) => match u.guild_id {
+                Some(g) if u.channel_id.is_some() => self.call(g).await.ok(),
+                Some(g) => self.get(g),
+                None => None,
+            },
+            GatewayEvent::VoiceServerUpdate(u) => self.get(u.guild_id),
             _ => None,
         };
-        let Some(call) = guild.and_then(|g| self.get(g)) else { return };
+        let Some(call) = call else { return };
         if call.handle_gateway_event(event).await.is_err() {
             tracing::debug!("voice dispatch for a stopped call");
         }
@@ -172,12 +194,12 @@ impl Manager {
 /// [`Call::handle_gateway_event`].
 pub async fn connect(info: ConnectionInfo, config: DriverConfig) -> Result<Call, JoinError> {
     let tls = config.tls().map_err(|e| JoinError::Tls(e.to_string()))?;
-    let udp = bind_udp().await.map_err(|e| JoinError::Tls(format!("udp socket: {e}")))?;
+    let udp = bind_udp().await.map_err(|e| JoinError::Io(e.to_string()))?;
     let call = spawn_call(info.guild_id, info.user_id, &config, Arc::new(NoGateway), tls, udp);
     call.join(info.channel_id).await.map_err(|_| JoinError::DriverGone)?;
     for event in info.gateway_events() {
         call.handle_gateway_event(event).await.map_err(|_| JoinError::DriverGone)?;
     }
-    call.wait_connected(config.join_timeout).await?;
+    call.wait_connected(info.channel_id, config.join_timeout).await?;
     Ok(call)
 }

@@ -19,6 +19,7 @@ pub struct Pacer {
     period: Duration,
     next: Option<Instant>,
     skipped: u64,
+    missed: u32,
 }
 
 impl Default for Pacer {
@@ -28,9 +29,9 @@ impl Default for Pacer {
 }
 
 impl Pacer {
-    /// A pacer with one slot every `period`.
+    /// A pacer with one slot every `period` (at least 1 ms).
     pub fn new(period: Duration) -> Self {
-        Pacer { period, next: None, skipped: 0 }
+        Pacer { period: period.max(Duration::from_millis(1)), next: None, skipped: 0, missed: 0 }
     }
 
     /// When the frame at hand may be sent. A new stream (nothing sent yet,
@@ -41,8 +42,9 @@ impl Pacer {
             Some(next) => {
                 // Late by more than a slot: skip ahead, keeping the phase.
                 let behind = now.duration_since(next);
-                let missed = (behind.as_nanos() / self.period.as_nanos()) as u32;
+                let missed = u32::try_from(behind.as_nanos() / self.period.as_nanos()).unwrap_or(u32::MAX);
                 self.skipped += u64::from(missed);
+                self.missed = self.missed.saturating_add(missed);
                 let slot = next + self.period * missed;
                 self.next = Some(slot);
                 slot
@@ -64,6 +66,21 @@ impl Pacer {
     /// Forgets the schedule (the stream ended); the next frame starts afresh.
     pub fn reset(&mut self) {
         self.next = None;
+    }
+
+    /// A frame arrived after the queue ran dry: if the schedule lapsed while
+    /// there was nothing to send, start afresh instead of counting the idle
+    /// time as a stall.
+    pub fn resume_after_idle(&mut self, now: Instant) {
+        if self.next.is_some_and(|next| now > next + self.period) {
+            self.next = None;
+        }
+    }
+
+    /// Slots missed by stalls since the last call; the caller drops that
+    /// many queued frames so latency does not grow with every stall.
+    pub fn take_missed(&mut self) -> u32 {
+        std::mem::take(&mut self.missed)
     }
 
     /// Slots skipped after stalls.
@@ -117,5 +134,32 @@ mod tests {
         let ms: Vec<u128> = sends.iter().map(|t| t.duration_since(start).as_millis()).collect();
         assert_eq!(ms, [385, 400, 420, 440, 460]);
         assert_eq!(p.skipped(), 9);
+        assert_eq!(p.take_missed(), 9, "the driver drops this many queued frames");
+        assert_eq!(p.take_missed(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_gap_is_not_a_stall() {
+        let mut p = Pacer::default();
+        for _ in 0..5 {
+            tokio::time::sleep_until(p.slot(Instant::now())).await;
+            p.sent();
+        }
+        // Nothing to send for a second, then a new stream.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        p.resume_after_idle(now);
+        assert_eq!(p.slot(now), now, "starts at once");
+        assert_eq!((p.skipped(), p.take_missed()), (0, 0));
+    }
+
+    #[test]
+    fn a_zero_period_is_clamped() {
+        let mut p = Pacer::new(Duration::ZERO);
+        let now = Instant::now();
+        p.slot(now);
+        p.sent();
+        let _ = p.slot(now + Duration::from_secs(1));
+        assert_eq!(p.skipped(), 999, "a 1 ms period, not a division by zero");
     }
 }

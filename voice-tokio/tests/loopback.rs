@@ -179,3 +179,50 @@ async fn play_resolves_once_the_last_frame_went_out_at_the_paced_rate() {
     assert!(elapsed >= Duration::from_millis(570), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_join_waits_for_a_move_and_replaces_a_closed_call() {
+    let server = Arc::new(server().await);
+    let a = bot(&server, 10);
+    let first = joined(&a, CHANNEL).await;
+    // A move: join resolves only once connected in the new channel.
+    let other = Snowflake(3);
+    let moved = a.manager.join(GUILD, other).await.unwrap();
+    let s = moved.state();
+    assert_eq!((s.state, s.channel, s.connects), (State::Connected, Some(other), 2));
+    let identifies = server.received_frames(Snowflake(10)).iter().filter(|f| f.op == Some(0)).count();
+    assert_eq!(identifies, 2);
+    // A closed call does not poison the manager: the next join makes a new one.
+    first.close().await.unwrap();
+    let again = a.manager.join(GUILD, CHANNEL).await.unwrap();
+    assert_eq!(again.state().state, State::Connected);
+    assert_eq!(again.state().connects, 1, "a new call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ghost_voice_state_reaches_the_application_through_the_manager() {
+    let server = Arc::new(server().await);
+    let b = bot(&server, 20);
+    let (guild, channel) = (Snowflake(7), Snowflake(8));
+    // Someone else's state creates nothing.
+    let other = voice_proto::VoiceStateUpdate {
+        guild_id: Some(guild),
+        channel_id: Some(channel),
+        user_id: Snowflake(99),
+        session_id: "x".into(),
+    };
+    b.manager.handle_gateway_event(voice_proto::GatewayEvent::VoiceStateUpdate(other)).await;
+    assert!(b.manager.get(guild).is_none());
+    // The bot's own state at start-up, in a guild with no call.
+    let own = voice_proto::VoiceStateUpdate {
+        guild_id: Some(guild),
+        channel_id: Some(channel),
+        user_id: Snowflake(20),
+        session_id: "x".into(),
+    };
+    b.manager.handle_gateway_event(voice_proto::GatewayEvent::VoiceStateUpdate(own)).await;
+    let call = b.manager.get(guild).expect("a call for the ghost");
+    let mut events = call.take_events().unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(2), events.recv()).await.unwrap().unwrap();
+    assert_eq!(e, Event::GhostVoiceState { channel_id: channel });
+}
