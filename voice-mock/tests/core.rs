@@ -457,3 +457,37 @@ fn limits_hold_under_many_connections() {
     assert!(st.conns <= 10);
     assert_eq!(refused, 17);
 }
+
+#[test]
+fn switching_mode_changes_the_key_so_no_nonce_repeats() {
+    let mut h = Harness::new(ServerConfig::default());
+    let join = h.s.join(G, CH, Snowflake(1));
+    let (conn, _) = h.identify(&join, GatewayVersion::V8);
+    let keys: Vec<Value> = ["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize", "aead_aes256_gcm_rtpsize"]
+        .iter()
+        .map(|m| h.text(conn, select(m)).find(conn, 4).unwrap()["d"]["secret_key"].clone())
+        .collect();
+    assert_ne!(keys[0], keys[1]);
+    assert_ne!(keys[1], keys[2]);
+    assert_ne!(keys[0], keys[2], "back to the first mode: a new sealer needs a new key");
+    // The same mode again keeps the key (and the sealer's counter).
+    let again = h.text(conn, select("aead_aes256_gcm_rtpsize")).find(conn, 4).unwrap()["d"]["secret_key"].clone();
+    assert_eq!(again, keys[2]);
+}
+
+#[test]
+fn per_user_statistics_stay_bounded_under_a_stream_of_new_users() {
+    let mut config = ServerConfig::default();
+    config.limits.max_sessions = 8;
+    let cap = 32;
+    let mut h = Harness::new(config);
+    for u in 0..500u64 {
+        let join = h.s.join(G, CH, Snowflake(10_000 + u));
+        let (conn, _) = h.identify(&join, GatewayVersion::V8);
+        // Identify, then vanish with a non-resumable close.
+        h.s.handle_ws_close(conn, Some(4014), h.now);
+        h.drain();
+        h.advance(Duration::from_secs(60));
+        assert!(h.s.stats().users.len() <= cap, "at {u}: {}", h.s.stats().users.len());
+    }
+}

@@ -8,7 +8,7 @@ use voice_proto::wire::{
     DaveBinary, GatewayVersion, HeartbeatAck, Hello, Identify, Message, Ready, Resume, SelectProtocol,
     SessionDescription, Snowflake, Speaking, WireError, WsMessage,
 };
-use voice_rtp::{Cipher, Mode, Sealer, SecretKey};
+use voice_rtp::{Cipher, Mode, Sealer};
 
 use super::room::speaking_of;
 use super::session::{Session, SessionKey};
@@ -176,10 +176,7 @@ impl MockServer {
         let key = SessionKey(self.next_session);
         self.next_session += 1;
         let ssrc = self.alloc_ssrc();
-        let mut bytes = [0u8; 32];
-        self.rng.fill(&mut bytes);
-        let secret = SecretKey::new(bytes);
-        bytes.fill(0);
+        let secret = self.random_key();
         let dave = self.config.dave_protocol_version.min(id.max_dave_protocol_version.unwrap_or(0));
         let session = Session {
             guild: id.server_id,
@@ -211,6 +208,7 @@ impl MockServer {
             c.user = Some(id.user_id);
             c.deadline = deadline;
         }
+        self.make_room_for_user_stats(id.user_id);
         let st = self.stats.users.entry(id.user_id).or_default();
         st.ssrc = Some(ssrc);
         st.mode = None;
@@ -336,8 +334,14 @@ impl MockServer {
             }
         }
         let first_nonce = self.rng.u32(..);
+        let fresh_secret = self.random_key();
         let Some(s) = self.sessions.get_mut(&key) else { return };
         if s.mode != Some(mode) {
+            if s.mode.is_some() {
+                // A second Select Protocol with another mode: a new sealer
+                // under the old key could repeat a nonce, so the key changes.
+                s.secret = fresh_secret;
+            }
             s.sealer = Some(Sealer::new(Cipher::new(mode, &s.secret), first_nonce));
             s.mode = Some(mode);
         }

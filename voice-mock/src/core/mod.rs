@@ -130,6 +130,26 @@ impl MockServer {
         }
     }
 
+    /// A fresh transport key from the seeded RNG.
+    pub(crate) fn random_key(&mut self) -> voice_rtp::SecretKey {
+        let mut bytes = [0u8; 32];
+        self.rng.fill(&mut bytes);
+        let key = voice_rtp::SecretKey::new(bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        key
+    }
+
+    /// Keeps the per-user statistics bounded: before a new user is added
+    /// at the cap, users without a live session are forgotten.
+    pub(crate) fn make_room_for_user_stats(&mut self, user: Snowflake) {
+        let cap = self.config.limits.max_sessions.saturating_mul(4).max(16);
+        if self.stats.users.len() < cap || self.stats.users.contains_key(&user) {
+            return;
+        }
+        let live: std::collections::BTreeSet<Snowflake> = self.sessions.values().map(|s| s.user).collect();
+        self.stats.users.retain(|u, _| live.contains(u));
+    }
+
     pub(crate) fn random_hex(&mut self, bytes: usize) -> String {
         (0..bytes).map(|_| format!("{:02x}", self.rng.u8(..))).collect()
     }

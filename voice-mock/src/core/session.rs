@@ -10,6 +10,9 @@ use voice_rtp::{Mode, Sealer, SecretKey};
 
 use super::{ConnId, MockServer, ServerEvent, ServerOutput};
 
+/// Close codes remembered per user (the most recent ones).
+const MAX_CLOSES_KEPT: usize = 32;
+
 /// Internal id of a voice session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct SessionKey(pub(crate) u64);
@@ -116,7 +119,11 @@ impl MockServer {
         let Some(c) = self.conns.remove(&conn) else { return };
         *self.stats.closes_sent.entry(code).or_default() += 1;
         if let Some(user) = c.user {
-            self.stats.users.entry(user).or_default().closes_sent.push(code);
+            let closes = &mut self.stats.users.entry(user).or_default().closes_sent;
+            if closes.len() >= MAX_CLOSES_KEPT {
+                closes.remove(0);
+            }
+            closes.push(code);
         }
         self.emit(ServerOutput::WsClose { conn, code });
         self.emit(ServerOutput::Event(ServerEvent::Closed { conn, user: c.user, code: Some(code), by_server: true }));
