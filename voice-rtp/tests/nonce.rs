@@ -107,13 +107,23 @@ fn fully_used_sealer_refuses_at_once() {
 }
 
 #[test]
-fn header_nonce_mode_never_exhausts() {
-    // xsalsa20_poly1305 takes its nonce from the RTP header: no counter.
+fn header_nonce_mode_exhausts_when_the_header_would_repeat() {
+    // xsalsa20_poly1305 takes its nonce from the RTP header; with sequence
+    // +1 and timestamp +960 per packet that header repeats after 2^26
+    // packets, so a key seals at most that many.
+    const HEADER_SPACE: u64 = 1 << 26;
     let key = SecretKey::new([7; 32]);
-    let mut s = Sealer::with_nonces_used(Cipher::new(Mode::XSalsa20Poly1305, &key), 0, SPACE);
-    assert_eq!(s.nonces_left(), u64::MAX);
+    let mut s = Sealer::with_nonces_used(Cipher::new(Mode::XSalsa20Poly1305, &key), 0, HEADER_SPACE - 1);
+    assert_eq!(s.nonces_left(), 1);
     let mut p = packet(9);
     s.seal(&mut p).unwrap();
-    assert_eq!(p.len(), 12 + 3 + 16);
-    assert_eq!(s.nonces_left(), u64::MAX);
+    assert_eq!(p.len(), 12 + 3 + 16, "nothing appended in this mode");
+    assert_eq!(s.nonces_left(), 0);
+    assert_eq!(s.seal(&mut packet(10)), Err(Error::NonceExhausted));
+    // The header really does repeat at 2^26 packets of a normal stream.
+    let (seq0, ts0) = (0u16, 0u32);
+    let n = HEADER_SPACE;
+    assert_eq!((seq0.wrapping_add(n as u16), ts0.wrapping_add((960 * n) as u32)), (seq0, ts0));
+    let half = n / 2;
+    assert_ne!((seq0.wrapping_add(half as u16), ts0.wrapping_add((960 * half) as u32)), (seq0, ts0));
 }

@@ -290,6 +290,11 @@ pub struct Sealer {
 
 const COUNTER_SPACE: u64 = 1 << 32;
 
+/// Packets one key may seal in `xsalsa20_poly1305`, whose nonce is the RTP
+/// header: with sequence +1 and timestamp +960 per packet, the pair repeats
+/// after 2^26 packets (960 = 2^6 * 15, so the timestamp cycles in 2^26).
+const HEADER_NONCE_SPACE: u64 = 1 << 26;
+
 impl Sealer {
     /// A sealer whose first nonce counter value is `first_nonce`.
     ///
@@ -319,19 +324,26 @@ impl Sealer {
 
     /// How many more packets this sealer can seal under its key.
     pub fn nonces_left(&self) -> u64 {
+        self.space().saturating_sub(self.used)
+    }
+
+    fn space(&self) -> u64 {
         match self.cipher.nonce {
-            NonceSource::Header12 => u64::MAX,
-            _ => COUNTER_SPACE - self.used,
+            NonceSource::Header12 => HEADER_NONCE_SPACE,
+            _ => COUNTER_SPACE,
         }
     }
 
     fn next_suffix(&mut self) -> Result<([u8; 24], usize)> {
         let mut suffix = [0u8; 24];
         let len = self.cipher.suffix_len();
-        if len > 0 {
-            if self.used >= COUNTER_SPACE {
-                return Err(Error::NonceExhausted);
-            }
+        if self.used >= self.space() {
+            return Err(Error::NonceExhausted);
+        }
+        if len == 0 {
+            // The nonce is the header; count the packet all the same.
+            self.used += 1;
+        } else {
             let counter = self.first.wrapping_add(self.used as u32);
             self.used += 1;
             suffix[..4].copy_from_slice(&counter.to_be_bytes());
