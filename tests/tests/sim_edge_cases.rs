@@ -189,3 +189,27 @@ fn a_session_without_hello_is_not_trusted_forever() {
     }
     assert!(reconnecting, "no Hello: the handshake deadline still applies");
 }
+
+#[test]
+fn a_stale_null_channel_state_after_a_quick_rejoin_is_ignored() {
+    use voice_proto::VoiceStateUpdate;
+    let mut sim = call(46);
+    let now = sim.now;
+    sim.clients[0].conn.leave(now);
+    sim.drain_all();
+    // Rejoin at once; the main gateway's answer to the leave (channel null)
+    // arrives after the rejoin's op 4 went out.
+    sim.clients[0].gateway = voice_tests::sim::GatewayBehavior::Silent;
+    sim.join(0, CHANNEL);
+    sim.clients[0].gateway = voice_tests::sim::GatewayBehavior::StateFirst;
+    let stale =
+        VoiceStateUpdate { guild_id: Some(GUILD), channel_id: None, user_id: Snowflake(A), session_id: "s".into() };
+    sim.gateway_event(0, GatewayEvent::VoiceStateUpdate(stale));
+    let now = sim.now;
+    let info = sim.server.join(GUILD, CHANNEL, Snowflake(A));
+    let _ = now;
+    sim.deliver_join_info(0, &info, true);
+    let ok = sim.run_until(Duration::from_secs(5), |s| s.clients[0].conn.state() == State::Connected);
+    assert!(ok, "{:?}", sim.clients[0].events);
+    assert!(!sim.clients[0].saw(|e| *e == Event::Disconnected { reason: DisconnectReason::Kicked }));
+}

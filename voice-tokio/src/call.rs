@@ -134,6 +134,11 @@ impl Call {
         self.state.borrow().clone()
     }
 
+    /// Whether the driver still runs (the call was not closed).
+    pub fn is_alive(&self) -> bool {
+        !self.commands.is_closed() && self.state.borrow().state != State::Closed
+    }
+
     /// Waits until the call is connected to `channel`, has given up, or
     /// `timeout` passes. When the call is elsewhere (a move), only a new
     /// connection to `channel` counts.

@@ -122,12 +122,12 @@ impl Manager {
     /// The call of `guild`, created (its driver task spawned) if needed; a
     /// call that was closed is replaced by a new one.
     pub async fn call(&self, guild: Snowflake) -> std::io::Result<Call> {
-        if let Some(c) = self.get(guild).filter(|c| !c.commands.is_closed()) {
+        if let Some(c) = self.get(guild).filter(|c| c.is_alive()) {
             return Ok(c);
         }
         let udp = bind_udp().await?;
         let mut calls = self.calls.lock().map_err(|_| std::io::Error::other("call table poisoned"))?;
-        if let Some(c) = calls.get(&guild).filter(|c| !c.commands.is_closed()) {
+        if let Some(c) = calls.get(&guild).filter(|c| c.is_alive()) {
             return Ok(c.clone());
         }
         let call = spawn_call(guild, self.user_id, &self.config, self.gateway.clone(), self.tls.clone(), udp);

@@ -33,6 +33,14 @@ impl VoiceConnection {
                 if self.leaving || matches!(self.state, State::Idle | State::Disconnected) {
                     return;
                 }
+                if self.state == State::AwaitingVoiceInfo {
+                    // We asked for a channel and await the answer: a null
+                    // channel now is the stale answer to an earlier leave
+                    // (a quick rejoin). The voice-info deadline still bounds
+                    // the wait if the bot really is in no channel.
+                    tracing::debug!("ignoring a null-channel voice state while joining");
+                    return;
+                }
                 // Left, kicked, channel deleted or main session lost.
                 self.channel = None;
                 self.info = Default::default();
