@@ -54,6 +54,7 @@ impl Backend {
     }
 
     /// Encrypts `data` in place; returns the tag. `nonce` is `nonce_len()` long.
+    #[inline]
     pub(crate) fn seal(&self, nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
         let tag = match self {
             Backend::Aes(c) => c.encrypt_in_place_detached(nonce.into(), aad, data),
@@ -66,6 +67,7 @@ impl Backend {
     }
 
     /// Decrypts `data` in place after checking `tag`.
+    #[inline]
     pub(crate) fn open(&self, nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> Result<(), Error> {
         match self {
             Backend::Aes(c) => c.decrypt_in_place_detached(nonce.into(), aad, data, tag.into()),
@@ -92,6 +94,7 @@ fn xchacha_key(key: &[u8; 32], nonce: &[u8]) -> Result<(LessSafeKey, Nonce), Err
     Ok((key, Nonce::assume_unique_for_key(n)))
 }
 
+#[inline]
 fn xchacha_seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
     let (k, n) = xchacha_key(key, nonce)?;
     let tag =
@@ -101,6 +104,7 @@ fn xchacha_seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Re
     Ok(out)
 }
 
+#[inline]
 fn xchacha_open(key: &[u8; 32], nonce: &[u8], aad: &[u8], data: &mut [u8], tag: &[u8]) -> Result<(), Error> {
     let (k, n) = xchacha_key(key, nonce)?;
     let tag = Tag::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
