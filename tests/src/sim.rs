@@ -189,6 +189,17 @@ impl Sim {
         Sim::new(ServerConfig::default(), seed)
     }
 
+    /// Two bots, users 111 (client 0) and 222 (client 1), connected in
+    /// [`CHANNEL`]: the starting point of most scenarios.
+    pub fn call(seed: u64) -> Self {
+        let mut sim = Sim::default_server(seed);
+        for user in [111, 222] {
+            let i = sim.add_client(user, |_| {});
+            sim.connect(i, CHANNEL);
+        }
+        sim
+    }
+
     /// Adds a client for `user`; `tweak` adjusts its config. Returns its index.
     pub fn add_client(&mut self, user: u64, tweak: impl FnOnce(&mut Config)) -> usize {
         let i = self.clients.len();

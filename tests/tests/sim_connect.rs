@@ -9,18 +9,9 @@ use voice_proto::wire::{Message, Snowflake};
 use voice_proto::{DisconnectReason, Event, Mode, State};
 use voice_tests::sim::{CHANNEL, ENDPOINT, GatewayBehavior, Sim};
 
-fn two_connected(seed: u64) -> Sim {
-    let mut sim = Sim::default_server(seed);
-    let a = sim.add_client(111, |_| {});
-    let b = sim.add_client(222, |_| {});
-    sim.connect(a, CHANNEL);
-    sim.connect(b, CHANNEL);
-    sim
-}
-
 #[test]
 fn happy_path_to_first_audio_both_ways() {
-    let mut sim = two_connected(1);
+    let mut sim = Sim::call(1);
     let now = sim.now;
     sim.clients[0].queue_frames(50, now);
     sim.clients[1].queue_frames(30, now);
@@ -117,7 +108,7 @@ fn sequence_and_timestamp_wrap() {
 
 #[test]
 fn leave_sends_silence_then_op4_null_and_closes() {
-    let mut sim = two_connected(5);
+    let mut sim = Sim::call(5);
     let now = sim.now;
     sim.clients[0].queue_frames(10, now);
     sim.run_for(Duration::from_millis(100));
@@ -175,7 +166,7 @@ fn the_configured_mode_order_decides() {
 
 #[test]
 fn audio_offered_while_leaving_is_refused_so_the_trailer_is_last() {
-    let mut sim = two_connected(10);
+    let mut sim = Sim::call(10);
     let now = sim.now;
     sim.clients[0].queue_frames(40, now);
     sim.run_for(Duration::from_millis(200));
@@ -226,7 +217,7 @@ fn a_ghost_voice_state_is_reported_and_can_be_adopted_or_dropped() {
 
 #[test]
 fn close_is_an_orderly_shutdown_ending_in_closed() {
-    let mut sim = two_connected(12);
+    let mut sim = Sim::call(12);
     let now = sim.now;
     sim.clients[0].queue_frames(10, now);
     sim.run_for(Duration::from_millis(100));

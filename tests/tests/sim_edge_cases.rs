@@ -13,15 +13,6 @@ use voice_tests::sim::{CHANNEL, GUILD, Sim};
 
 const A: u64 = 111;
 
-fn call(seed: u64) -> Sim {
-    let mut sim = Sim::default_server(seed);
-    sim.add_client(A, |_| {});
-    sim.add_client(222, |_| {});
-    sim.connect(0, CHANNEL);
-    sim.connect(1, CHANNEL);
-    sim
-}
-
 fn count(sim: &Sim, f: impl Fn(&Message) -> bool) -> usize {
     sim.clients[0].sent_messages().iter().filter(|m| f(m)).count()
 }
@@ -29,7 +20,7 @@ fn count(sim: &Sim, f: impl Fn(&Message) -> bool) -> usize {
 #[test]
 fn a_close_during_the_silence_trailer_still_completes_the_leave() {
     for code in [4006, 4014, 4015, 4017] {
-        let mut sim = call(30 + u64::from(code));
+        let mut sim = Sim::call(30 + u64::from(code));
         let now = sim.now;
         sim.clients[0].queue_frames(20, now);
         sim.run_for(Duration::from_millis(100));
@@ -52,7 +43,7 @@ fn a_close_during_the_silence_trailer_still_completes_the_leave() {
 
 #[test]
 fn a_null_endpoint_cancels_a_pending_reconnect() {
-    let mut sim = call(40);
+    let mut sim = Sim::call(40);
     // A first drop resumes at once; breaking that resume too leaves a
     // backed-off resume pending.
     sim.break_ws(0);
@@ -79,7 +70,7 @@ fn a_null_endpoint_cancels_a_pending_reconnect() {
 
 #[test]
 fn a_resume_that_times_out_falls_back_to_a_fresh_connection() {
-    let mut sim = call(41);
+    let mut sim = Sim::call(41);
     sim.blackhole_ws_to_server = true;
     sim.inject(Fault::CloseUser { user: Snowflake(A), code: 4015, after: None });
     // The Resume goes unanswered; after the handshake timeout the client
@@ -95,7 +86,7 @@ fn a_resume_that_times_out_falls_back_to_a_fresh_connection() {
 
 #[test]
 fn join_after_a_4014_asks_the_main_gateway_again() {
-    let mut sim = call(42);
+    let mut sim = Sim::call(42);
     sim.inject(Fault::CloseUser { user: Snowflake(A), code: 4014, after: None });
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.clients[0].conn.state(), State::AwaitingMove);
@@ -108,7 +99,7 @@ fn join_after_a_4014_asks_the_main_gateway_again() {
 
 #[test]
 fn mute_after_a_final_close_does_not_rejoin() {
-    let mut sim = call(43);
+    let mut sim = Sim::call(43);
     sim.inject(Fault::CloseUser { user: Snowflake(A), code: 4021, after: None });
     sim.run_for(Duration::from_secs(1));
     assert!(sim.clients[0].saw(|e| *e == Event::Disconnected { reason: DisconnectReason::RateLimited }));
@@ -121,7 +112,7 @@ fn mute_after_a_final_close_does_not_rejoin() {
 
 #[test]
 fn a_server_that_keeps_dropping_the_call_is_backed_off_and_given_up_on() {
-    let mut sim = call(44);
+    let mut sim = Sim::call(44);
     // Every time the client gets back in, the server drops it again.
     for _ in 0..20 {
         sim.inject(Fault::CloseUser { user: Snowflake(A), code: 4015, after: None });
@@ -193,7 +184,7 @@ fn a_session_without_hello_is_not_trusted_forever() {
 #[test]
 fn a_stale_null_channel_state_after_a_quick_rejoin_is_ignored() {
     use voice_proto::VoiceStateUpdate;
-    let mut sim = call(46);
+    let mut sim = Sim::call(46);
     let now = sim.now;
     sim.clients[0].conn.leave(now);
     sim.drain_all();

@@ -11,16 +11,6 @@ use voice_proto::{DisconnectReason, Event, GatewayEvent, ReconnectReason, State,
 use voice_tests::sim::{CHANNEL, GUILD, Sim};
 
 const A: u64 = 111;
-const B: u64 = 222;
-
-fn call(seed: u64) -> Sim {
-    let mut sim = Sim::default_server(seed);
-    sim.add_client(A, |_| {});
-    sim.add_client(B, |_| {});
-    sim.connect(0, CHANNEL);
-    sim.connect(1, CHANNEL);
-    sim
-}
 
 fn resumes(sim: &Sim, i: usize) -> Vec<Option<i64>> {
     sim.clients[i]
@@ -51,7 +41,7 @@ fn stream_through(sim: &mut Sim, fault: impl FnOnce(&mut Sim)) -> (usize, usize)
 
 #[test]
 fn resume_after_4015_replays_seq_ack_and_keeps_the_session() {
-    let mut sim = call(10);
+    let mut sim = Sim::call(10);
     let ssrc = sim.clients[0].conn.ssrc();
     let mut seen_before_close = None;
     let (sent, got) = stream_through(&mut sim, |sim| {
@@ -79,7 +69,7 @@ fn resume_after_4015_replays_seq_ack_and_keeps_the_session() {
 
 #[test]
 fn abnormal_close_resumes() {
-    let mut sim = call(11);
+    let mut sim = Sim::call(11);
     let (sent, got) = stream_through(&mut sim, |sim| sim.break_ws(0));
     let a = &sim.clients[0];
     assert!(a.saw(|e| *e == Event::Reconnecting { reason: ReconnectReason::Closed(None) }));
@@ -91,7 +81,7 @@ fn abnormal_close_resumes() {
 
 #[test]
 fn refused_resume_4006_falls_back_to_a_fresh_connection() {
-    let mut sim = call(12);
+    let mut sim = Sim::call(12);
     sim.inject(Fault::RefuseResumes(true));
     sim.inject(Fault::CloseUser { user: Snowflake(A), code: 4015, after: None });
     let ok = sim
@@ -130,7 +120,7 @@ fn missed_heartbeat_acks_mean_a_zombie_and_a_resume() {
 
 #[test]
 fn close_4014_without_a_move_ends_after_the_wait() {
-    let mut sim = call(14);
+    let mut sim = Sim::call(14);
     sim.inject(Fault::CloseUser { user: Snowflake(A), code: 4014, after: None });
     sim.run_for(Duration::from_secs(5));
     assert_eq!(sim.clients[0].conn.state(), State::AwaitingMove);
@@ -143,7 +133,7 @@ fn close_4014_without_a_move_ends_after_the_wait() {
 
 #[test]
 fn close_4014_with_a_following_move_connects_to_the_new_channel() {
-    let mut sim = call(15);
+    let mut sim = Sim::call(15);
     let now = sim.now;
     let other = Snowflake(555);
     let info = sim.server.move_client(Snowflake(A), GUILD, Some(other), None, now).expect("move");
@@ -162,7 +152,7 @@ fn close_4014_with_a_following_move_connects_to_the_new_channel() {
 
 #[test]
 fn close_4017_is_final() {
-    let mut sim = call(16);
+    let mut sim = Sim::call(16);
     sim.inject(Fault::CloseUser { user: Snowflake(A), code: 4017, after: None });
     sim.run_for(Duration::from_secs(30));
     let a = &sim.clients[0];
@@ -174,7 +164,7 @@ fn close_4017_is_final() {
 
 #[test]
 fn endpoint_change_mid_call_is_a_fresh_connection() {
-    let mut sim = call(17);
+    let mut sim = Sim::call(17);
     let (sent, got) = stream_through(&mut sim, |sim| {
         let now = sim.now;
         let info = sim
@@ -196,7 +186,7 @@ fn endpoint_change_mid_call_is_a_fresh_connection() {
 
 #[test]
 fn null_endpoint_waits_then_a_new_endpoint_connects() {
-    let mut sim = call(18);
+    let mut sim = Sim::call(18);
     sim.gateway_event(
         0,
         GatewayEvent::VoiceServerUpdate(VoiceServerUpdate { guild_id: GUILD, token: "old".into(), endpoint: None }),
@@ -219,7 +209,7 @@ fn null_endpoint_waits_then_a_new_endpoint_connects() {
 
 #[test]
 fn kicked_by_the_main_gateway_is_final() {
-    let mut sim = call(19);
+    let mut sim = Sim::call(19);
     sim.gateway_event(
         0,
         GatewayEvent::VoiceStateUpdate(voice_proto::VoiceStateUpdate {
