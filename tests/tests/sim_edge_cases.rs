@@ -196,9 +196,7 @@ fn a_stale_null_channel_state_after_a_quick_rejoin_is_ignored() {
     let stale =
         VoiceStateUpdate { guild_id: Some(GUILD), channel_id: None, user_id: Snowflake(A), session_id: "s".into() };
     sim.gateway_event(0, GatewayEvent::VoiceStateUpdate(stale));
-    let now = sim.now;
     let info = sim.server.join(GUILD, CHANNEL, Snowflake(A));
-    let _ = now;
     sim.deliver_join_info(0, &info, true);
     let ok = sim.run_until(Duration::from_secs(5), |s| s.clients[0].conn.state() == State::Connected);
     assert!(ok, "{:?}", sim.clients[0].events);

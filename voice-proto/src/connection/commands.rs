@@ -68,12 +68,11 @@ impl VoiceConnection {
         }
         self.leaving = true;
         if !self.start_silence_trailer(now) {
-            self.finish_leave(now);
+            self.finish_leave();
         }
     }
 
-    pub(crate) fn finish_leave(&mut self, now: Instant) {
-        let _ = now;
+    pub(crate) fn finish_leave(&mut self) {
         if self.channel.is_some() || self.state != State::Idle {
             self.op4(None);
         }
@@ -141,7 +140,7 @@ impl VoiceConnection {
 
     pub(crate) fn disconnect(&mut self, reason: DisconnectReason) {
         if self.leaving {
-            return self.finish_leave(self.now);
+            return self.finish_leave();
         }
         self.drop_session(1000);
         self.timers.stop_all();

@@ -73,7 +73,7 @@ impl VoiceConnection {
     pub(crate) fn fail(&mut self, now: Instant, reason: ReconnectReason, mut pending: Pending) {
         if self.leaving {
             // The leave was under way: finish it instead of reconnecting.
-            return self.finish_leave(now);
+            return self.finish_leave();
         }
         tracing::info!(?reason, ?pending, "voice connection lost");
         let established = self.link.as_ref().is_some_and(|l| l.sender.is_some());
@@ -134,7 +134,7 @@ impl VoiceConnection {
         self.ws = Ws::Closed;
         self.heartbeat = None;
         if self.leaving {
-            return self.finish_leave(now);
+            return self.finish_leave();
         }
         if code == Some(4004) {
             // Authentication failed: one fresh attempt, then give up.

@@ -160,11 +160,11 @@ impl VoiceConnection {
         let ready = self.is_ready();
         let mut bytes = Vec::new();
         let Some(link) = self.link.as_mut() else {
-            return self.after_trailer(now);
+            return self.after_trailer();
         };
         let (ssrc, to) = (link.ssrc, link.server);
         let Some(sender) = link.sender.as_mut().filter(|_| ready) else {
-            return self.after_trailer(now);
+            return self.after_trailer();
         };
         if sender.silence_left == 0 {
             return;
@@ -189,12 +189,12 @@ impl VoiceConnection {
             sender.silence_left = 0;
         }
         self.send_message(&Message::Speaking(Speaking { speaking: 0, delay: Some(0), ssrc, user_id: None }));
-        self.after_trailer(now);
+        self.after_trailer();
     }
 
-    fn after_trailer(&mut self, now: Instant) {
+    fn after_trailer(&mut self) {
         if self.leaving {
-            self.finish_leave(now);
+            self.finish_leave();
         }
     }
 }

@@ -120,7 +120,7 @@ impl VoiceConnection {
                 }
             }
             Message::Ready(r) => return self.on_ready(r, now),
-            Message::SessionDescription(sd) => return self.on_session_description(sd, now),
+            Message::SessionDescription(sd) => return self.on_session_description(sd),
             Message::Resumed => {
                 if self.state != State::Resuming {
                     return Err(WsError::Unexpected("Resumed while not resuming"));
@@ -197,7 +197,7 @@ impl VoiceConnection {
         self.state = State::SelectingProtocol;
     }
 
-    fn on_session_description(&mut self, sd: SessionDescription, now: Instant) -> Result<(), WsError> {
+    fn on_session_description(&mut self, sd: SessionDescription) -> Result<(), WsError> {
         if self.state != State::SelectingProtocol {
             return Err(WsError::Unexpected("Session Description outside the handshake"));
         }
@@ -223,7 +223,6 @@ impl VoiceConnection {
         self.state = State::Connected;
         self.auth_failures = 0;
         self.finish_handshake_if_done();
-        let _ = now;
         self.event(Event::Connected { mode, ssrc });
         Ok(())
     }
