@@ -189,14 +189,9 @@ impl Call {
         let mut rx = self.state.clone();
         rx.borrow_and_update();
         self.command(Command::Leave).await?;
-        loop {
-            if matches!(rx.borrow_and_update().state, State::Idle | State::Disconnected | State::Closed) {
-                return Ok(());
-            }
-            if rx.changed().await.is_err() {
-                return Ok(());
-            }
-        }
+        // A driver that stopped meanwhile has left too.
+        let _ = rx.wait_for(|s| matches!(s.state, State::Idle | State::Disconnected | State::Closed)).await;
+        Ok(())
     }
 
     /// Sets self-mute and self-deafen.
@@ -291,14 +286,9 @@ impl Call {
     pub async fn close(&self) -> Result<(), CallError> {
         let mut rx = self.state.clone();
         self.command(Command::Close).await?;
-        loop {
-            if rx.borrow_and_update().state == State::Closed {
-                return Ok(());
-            }
-            if rx.changed().await.is_err() {
-                return Ok(());
-            }
-        }
+        // A driver that stopped meanwhile is closed too.
+        let _ = rx.wait_for(|s| s.state == State::Closed).await;
+        Ok(())
     }
 }
 

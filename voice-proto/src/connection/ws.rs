@@ -67,10 +67,7 @@ impl VoiceConnection {
             return Err(WsError::NotOpen);
         }
         self.stats.ws_frames_received += 1;
-        let len = match msg {
-            WsMessage::Text(t) => t.len(),
-            WsMessage::Binary(b) => b.len(),
-        };
+        let len = msg.len();
         if len > self.config.max_frame_len {
             self.stats.malformed_frames += 1;
             return Err(WireError::TooLarge(len).into());
