@@ -1,10 +1,10 @@
 //! Binary voice gateway frames: the DAVE opcodes 25-30 (PROTOCOL.md §6.5).
 //!
 //! Server frames carry a 2-byte big-endian sequence number before the opcode
-//! (v8); client frames do not. Bodies are kept as borrowed MLS bytes: their
+//! on gateway v8 and none on v4; client frames never do. Bodies are kept as borrowed MLS bytes: their
 //! meaning belongs to the DAVE layer.
 
-use super::WireError;
+use super::{GatewayVersion, WireError};
 
 /// A DAVE binary message, borrowing its body from the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,17 @@ impl<'a> DaveBinary<'a> {
         match frame {
             [hi, lo, op, body @ ..] => Ok((u16::from_be_bytes([*hi, *lo]), Self::parse_body(*op, body)?)),
             _ => Err(WireError::BinaryTooShort { op: None }),
+        }
+    }
+
+    /// Parses a server-to-client frame as gateway `version` frames it: on v8
+    /// with the `seq: u16 BE` prefix, on v4 without (PROTOCOL.md §2.1, DAVE.md
+    /// §2: songbird's v4 connections see `[op][payload]`). The sequence number
+    /// is `None` on v4.
+    pub fn parse_server_for(version: GatewayVersion, frame: &'a [u8]) -> Result<(Option<u16>, Self), WireError> {
+        match version {
+            GatewayVersion::V8 => Self::parse_server(frame).map(|(seq, m)| (Some(seq), m)),
+            GatewayVersion::V4 => Self::parse_client(frame).map(|m| (None, m)),
         }
     }
 

@@ -171,6 +171,10 @@ pub struct DavePrepareEpoch {
     pub epoch: u64,
     /// Protocol version of the epoch.
     pub protocol_version: u16,
+    /// The transition this epoch belongs to. The api-docs include it, the
+    /// whitepaper does not: both shapes are accepted (DAVE.md §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_id: Option<u16>,
 }
 
 /// A voice gateway JSON message.
