@@ -76,6 +76,9 @@ pub struct SimClient {
     pub audio: VecDeque<Vec<u8>>,
     /// Frames refused because the session was not ready.
     pub audio_refused: u64,
+    /// 20 ms ticks a frame waited because end-to-end encryption was not
+    /// ready yet (the frame stays queued, as the adapters keep it).
+    pub e2ee_wait_ticks: u64,
     /// The `seq` of the last numbered message delivered on the current
     /// websocket (what a resume must acknowledge).
     pub last_seq_delivered: Option<i64>,
@@ -219,6 +222,7 @@ impl Sim {
             datagrams: Vec::new(),
             audio: VecDeque::new(),
             audio_refused: 0,
+            e2ee_wait_ticks: 0,
             last_seq_delivered: None,
             ws_errors: 0,
             gateway: GatewayBehavior::StateFirst,
@@ -357,6 +361,14 @@ impl Sim {
                     self.up.send((i, bytes), now);
                 }
                 Output::Event(e) => self.clients[i].events.push((now, e)),
+                Output::Voice(p) => self.clients[i].received.push(Received {
+                    at: now,
+                    user: p.user_id,
+                    ssrc: p.ssrc,
+                    sequence: p.sequence,
+                    timestamp: p.timestamp,
+                    opus: p.opus,
+                }),
                 _ => {}
             }
             any = true;
@@ -470,11 +482,17 @@ impl Sim {
         let now = self.now;
         let c = &mut self.clients[i];
         let Some(due) = c.next_frame.filter(|d| *d <= now) else { return };
-        let Some(frame) = c.audio.pop_front() else {
+        if c.audio.is_empty() {
             c.next_frame = None;
             return;
-        };
+        }
         c.next_frame = Some(due + Duration::from_millis(20));
+        if c.conn.is_ready() && !c.conn.can_send_audio() {
+            // A DAVE call before its first transition: the frame waits.
+            c.e2ee_wait_ticks += 1;
+            return;
+        }
+        let Some(frame) = c.audio.pop_front() else { return };
         let mut out = std::mem::take(&mut c.out);
         match c.conn.send_opus(&frame, now, &mut out) {
             Ok(t) => {

@@ -40,7 +40,7 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn send_and_receive_allocate_nothing_in_steady_state() {
     let mut now = Instant::now();
-    let Established { mut conn, server, key } = established(now);
+    let Established { mut conn, server, key, .. } = established(now);
     assert!(conn.is_ready());
     let other = Snowflake(3);
 

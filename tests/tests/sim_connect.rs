@@ -24,7 +24,7 @@ fn happy_path_to_first_audio_both_ways() {
     // Handshake shape: Identify (v8, DAVE field), Select Protocol, Speaking.
     let msgs = a.sent_messages();
     assert!(
-        matches!(&msgs[0], Message::Identify(i) if i.max_dave_protocol_version == Some(0) && i.user_id == Snowflake(111))
+        matches!(&msgs[0], Message::Identify(i) if i.max_dave_protocol_version == Some(1) && i.user_id == Snowflake(111))
     );
     assert!(msgs.iter().any(|m| matches!(m, Message::SelectProtocol(sp) if sp.data.address == a.addr.ip().to_string() && sp.data.port == a.addr.port() && sp.data.mode == "aead_aes256_gcm_rtpsize")));
     assert_eq!(a.urls, vec![format!("wss://{ENDPOINT}/?v=8")]);

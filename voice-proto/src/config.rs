@@ -25,9 +25,23 @@ pub struct Config {
     pub gateway_version: GatewayVersion,
     /// Open `ws://` instead of `wss://` (local test servers only).
     pub plain_ws: bool,
-    /// `max_dave_protocol_version` sent in Identify. 0 until DAVE lands in
-    /// this crate; Discord closes non-stage calls without DAVE with 4017.
+    /// `max_dave_protocol_version` sent in Identify: the highest DAVE
+    /// (end-to-end encryption) version offered. Defaults to 1, the current
+    /// version; 0 offers none, and a server that then negotiates DAVE gets
+    /// `Disconnected { reason: E2eeRequired }`. Discord closes non-stage
+    /// calls that do not offer DAVE with 4017.
     pub max_dave_protocol_version: u16,
+    /// DAVE receive hold: frames kept per sender while their key is not
+    /// installed yet (50 frames = 1 s of audio).
+    pub dave_hold_frames: usize,
+    /// DAVE receive hold: frames kept in all, over every sender.
+    pub dave_hold_total: usize,
+    /// DAVE receive hold: how long a frame may wait for its key.
+    pub dave_hold_age: Duration,
+    /// Commits or welcomes in a row that may fail (each answered with op 31
+    /// and a new key package) before the call gives up with
+    /// `Disconnected { reason: E2eeFailed }`.
+    pub dave_max_recoveries: u32,
     /// Self-mute flag sent in op 4.
     pub self_mute: bool,
     /// Self-deafen flag sent in op 4.
@@ -85,7 +99,11 @@ impl Config {
             modes: Mode::LIVE.to_vec(),
             gateway_version: GatewayVersion::V8,
             plain_ws: false,
-            max_dave_protocol_version: 0,
+            max_dave_protocol_version: davey::DAVE_PROTOCOL_VERSION,
+            dave_hold_frames: 100,
+            dave_hold_total: 512,
+            dave_hold_age: Duration::from_secs(2),
+            dave_max_recoveries: 5,
             self_mute: false,
             self_deaf: false,
             seed: 0x05EE_D0FF_01CE,

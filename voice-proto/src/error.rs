@@ -42,6 +42,28 @@ pub enum DatagramError {
     /// Not RTP, RTCP or IP discovery.
     #[error("unrecognised datagram")]
     Unrecognised,
+    /// The voice frame inside failed end-to-end decryption.
+    #[error(transparent)]
+    E2ee(#[from] E2eeError),
+}
+
+/// A received frame that end-to-end encryption (DAVE) refused. Frames whose
+/// key is merely not installed yet are not errors: they are held
+/// ([`Datagram::Held`](crate::Datagram::Held)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum E2eeError {
+    /// Plaintext Opus on a call that needs DAVE (and no transition to or
+    /// from version 0 is under way).
+    #[error("unencrypted frame on an end-to-end encrypted call")]
+    Unencrypted,
+    /// A nonce this sender already used, or one too old to track: a replay.
+    #[error("replayed or stale end-to-end nonce")]
+    Replayed,
+    /// The frame did not decrypt and could not be held for later (the hold
+    /// buffer is full).
+    #[error("undecryptable frame and the hold buffer is full")]
+    Undecryptable,
 }
 
 /// Audio could not be sent.
@@ -57,4 +79,14 @@ pub enum SendError {
     /// Sealing failed; `NonceExhausted` means a new key is needed.
     #[error(transparent)]
     Crypto(#[from] voice_rtp::Error),
+    /// The call is end-to-end encrypted (DAVE) and no key is installed yet:
+    /// before the first transition executes, or while this client is alone
+    /// after a sole-member reset. Nothing was sent (plaintext Opus never
+    /// goes out on a DAVE call); offer the frame again once
+    /// [`can_send_audio`](crate::VoiceConnection::can_send_audio) is true.
+    #[error("end-to-end encryption is not ready")]
+    E2eePending,
+    /// End-to-end encryption of the frame failed (logged); nothing was sent.
+    #[error("end-to-end encryption failed")]
+    E2eeFailed,
 }

@@ -112,14 +112,23 @@ pub struct Established {
     pub server: SocketAddr,
     /// The session key the server handed out.
     pub key: [u8; 32],
+    /// What the connection asked for on the way (already drained).
+    pub outputs: Vec<Output>,
 }
 
-/// Builds an [`Established`] connection at `now`.
+/// Builds an [`Established`] connection at `now`, without DAVE.
 pub fn established(now: Instant) -> Established {
+    established_with(Config::new(Snowflake(1), Snowflake(2)), 0, now)
+}
+
+/// Builds an [`Established`] connection at `now` from `config` (guild 1,
+/// user 2, in channel 9), whose Session Description negotiates DAVE
+/// version `dave_protocol_version`.
+pub fn established_with(config: Config, dave_protocol_version: u16, now: Instant) -> Established {
     use crate::wire::Token;
     let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 50000));
-    let (guild, me, channel) = (Snowflake(1), Snowflake(2), Snowflake(9));
-    let mut conn = VoiceConnection::new(Config::new(guild, me), now);
+    let (guild, me, channel) = (config.guild_id, config.user_id, Snowflake(9));
+    let mut conn = VoiceConnection::new(config, now);
     conn.join(channel, now);
     let state =
         VoiceStateUpdate { guild_id: Some(guild), channel_id: Some(channel), user_id: me, session_id: "s".into() };
@@ -138,13 +147,19 @@ pub fn established(now: Instant) -> Established {
         let _ = conn.handle_datagram(server, &mut reply, now);
     }
     let sd = format!(
-        r#"{{"op":4,"d":{{"mode":"aead_aes256_gcm_rtpsize","secret_key":[{}],"dave_protocol_version":0}}}}"#,
+        r#"{{"op":4,"d":{{"mode":"aead_aes256_gcm_rtpsize","secret_key":[{}],"dave_protocol_version":{dave_protocol_version}}}}}"#,
         key_json.join(",")
     );
     let _ = conn.handle_ws_message(WsMessage::Text(&sd), now);
     let _ = conn.handle_ws_message(WsMessage::Text(r#"{"op":5,"d":{"user_id":"3","ssrc":5,"speaking":1}}"#), now);
-    while !matches!(conn.poll_output(), Output::Timeout { .. }) {}
-    Established { conn, server, key }
+    let mut outputs = Vec::new();
+    loop {
+        match conn.poll_output() {
+            Output::Timeout { .. } => break,
+            o => outputs.push(o),
+        }
+    }
+    Established { conn, server, key, outputs }
 }
 
 #[cfg(test)]

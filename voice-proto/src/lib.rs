@@ -21,6 +21,7 @@
 //!             Output::CloseWs { code }      => websocket.close(code) and forget it,
 //!             Output::Transmit { to, bytes }=> udp.send_to(bytes, to),
 //!             Output::Event(e)              => application.handle(e),
+//!             Output::Voice(p)              => application.hear(p.as_packet()),  // held for its E2EE key
 //!             Output::Timeout { at, .. }    => break at,
 //!         }
 //!     };
@@ -36,6 +37,12 @@
 //! }
 //! ```
 //!
+//! On an end-to-end encrypted (DAVE) call, `send_opus` refuses audio with
+//! `SendError::E2eePending` until the first transition executes (check
+//! `can_send_audio()`; keep the frame and offer it again), and a received
+//! frame whose key is not installed yet comes back as `Datagram::Held`,
+//! then later as `Output::Voice`.
+//!
 //! Rules: drain after every input; `Timeout` is always last and its deadline
 //! is never earlier than the latest `now` given; time never runs backwards
 //! (an older `now` counts as the latest); after `CloseWs`, report nothing
@@ -46,6 +53,7 @@ mod backoff;
 pub mod close_code;
 mod config;
 mod connection;
+mod dave;
 mod error;
 pub mod gateway;
 mod heartbeat;
@@ -57,11 +65,11 @@ pub mod wire;
 
 pub use close_code::{CloseAction, FinalReason, close_action};
 pub use config::Config;
-pub use connection::{Datagram, State, Transmit, VoiceConnection, VoicePacket};
-pub use error::{DatagramError, SendError, WsError};
+pub use connection::{Datagram, OwnedVoicePacket, State, Transmit, VoiceConnection, VoicePacket};
+pub use error::{DatagramError, E2eeError, SendError, WsError};
 pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate};
 pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason};
-pub use stats::Stats;
+pub use stats::{DaveStats, Stats};
 pub use voice_rtp::Mode;
 
 #[cfg(any(test, feature = "fuzzing"))]

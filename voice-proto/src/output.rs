@@ -7,6 +7,7 @@ use std::time::Instant;
 use voice_rtp::Mode;
 
 use crate::close_code::FinalReason;
+use crate::connection::OwnedVoicePacket;
 use crate::gateway::UpdateVoiceState;
 use crate::wire::{Snowflake, WsFrame};
 
@@ -41,6 +42,10 @@ pub enum Output {
     },
     /// Something the application may act on.
     Event(Event),
+    /// A voice packet that was held until its end-to-end key arrived (a
+    /// DAVE transition): deliver it as a received packet, like
+    /// [`Datagram::Voice`](crate::Datagram::Voice).
+    Voice(OwnedVoicePacket),
     /// Call `handle_timeout` at `at` (or never, when `None`); nothing more
     /// to drain.
     Timeout {
@@ -78,6 +83,8 @@ pub enum TimeoutReason {
     Reconnect,
     /// Waiting for a move after 4014/4022.
     MoveWait,
+    /// The oldest frame held for its end-to-end key expires.
+    DaveHold,
 }
 
 /// Why the connection is reconnecting.
@@ -125,6 +132,9 @@ pub enum DisconnectReason {
     ReconnectFailed,
     /// The main gateway never sent the voice updates in time.
     VoiceInfoTimeout,
+    /// End-to-end encryption (DAVE) could not be set up: an unsupported
+    /// version, or commits and welcomes that kept failing.
+    E2eeFailed,
 }
 
 impl From<FinalReason> for DisconnectReason {
@@ -147,6 +157,10 @@ pub enum Event {
         mode: Mode,
         /// Our SSRC.
         ssrc: u32,
+        /// The DAVE (end-to-end encryption) version negotiated: 0 means
+        /// transport encryption only; above 0, audio can be sent once the
+        /// first transition executes ([`Event::PrivacyCodeChanged`]).
+        dave_protocol_version: u16,
     },
     /// The connection dropped and is being re-established.
     Reconnecting {
@@ -184,6 +198,16 @@ pub enum Event {
     ClientDisconnected {
         /// The user.
         user_id: Snowflake,
+    },
+    /// The call's voice privacy code changed: a DAVE transition gave the
+    /// group a new epoch (members joined or left), or end-to-end encryption
+    /// stopped (`None`). Equal at every member of the same epoch; users
+    /// compare it to verify the call.
+    PrivacyCodeChanged {
+        /// The 30-digit code, or `None`.
+        privacy_code: Option<String>,
+        /// The DAVE version now in force.
+        dave_protocol_version: u16,
     },
     /// The connection is down and will not come back by itself.
     Disconnected {

@@ -60,4 +60,54 @@ pub struct Stats {
     pub outputs_dropped: u64,
     /// Remote users not tracked because the map was full.
     pub users_dropped: u64,
+    /// End-to-end encryption (DAVE).
+    pub dave: DaveStats,
+}
+
+/// What end-to-end encryption (DAVE) did, refused and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DaveStats {
+    /// The protocol version in force for sending (0: transport encryption only).
+    pub protocol_version: u16,
+    /// The MLS epoch of the group, once there is one.
+    pub epoch: Option<u64>,
+    /// Opus frames encrypted for sending.
+    pub frames_encrypted: u64,
+    /// Frames decrypted on receive (held ones included, once released).
+    pub frames_decrypted: u64,
+    /// Silence frames passed through unencrypted (both ways, DAVE calls only).
+    pub silence_passed: u64,
+    /// Plaintext frames accepted during a transition to or from version 0.
+    pub plaintext_accepted: u64,
+    /// Frames refused by `send_opus` because no key is installed yet.
+    pub send_refused_pending: u64,
+    /// Frames that failed to encrypt.
+    pub encrypt_failures: u64,
+    /// Received frames refused: plaintext Opus on a call that needs DAVE.
+    pub unencrypted_refused: u64,
+    /// Received frames refused: a nonce already seen or too old (replay).
+    pub replays_refused: u64,
+    /// Received frames held because their key was not installed yet.
+    pub frames_held: u64,
+    /// Held frames that decrypted later and were delivered.
+    pub held_released: u64,
+    /// Held frames dropped at the age limit: their key never arrived (sent
+    /// under an epoch this client is not in, or corrupt).
+    pub held_expired: u64,
+    /// Frames dropped because the hold buffer was full.
+    pub held_overflow: u64,
+    /// Key packages sent (op 26).
+    pub key_packages_sent: u64,
+    /// Commits (with welcomes) sent (op 28).
+    pub commits_sent: u64,
+    /// Transitions prepared (op 23 sent, or executed at once for id 0).
+    pub transitions_prepared: u64,
+    /// Transitions executed: the send key changed.
+    pub transitions_executed: u64,
+    /// Commits or welcomes that could not be processed: op 31 sent and a
+    /// new key package.
+    pub recoveries: u64,
+    /// MLS messages refused (bad external sender, proposals, unknown ids).
+    pub mls_errors: u64,
 }

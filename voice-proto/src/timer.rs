@@ -6,7 +6,7 @@ use std::time::Instant;
 pub(crate) use crate::output::TimeoutReason as Timer;
 
 /// Every timer, in the order expired timers are handled.
-pub(crate) const ALL: [Timer; 10] = [
+pub(crate) const ALL: [Timer; 11] = [
     Timer::MoveWait,
     Timer::VoiceInfo,
     Timer::WsOpen,
@@ -17,12 +17,13 @@ pub(crate) const ALL: [Timer; 10] = [
     Timer::Keepalive,
     Timer::SpeakingIdle,
     Timer::Silence,
+    Timer::DaveHold,
 ];
 
 /// Deadlines by timer (`Idle` is never armed).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Timers {
-    at: [Option<Instant>; 11],
+    at: [Option<Instant>; 12],
 }
 
 impl Timers {

@@ -38,6 +38,30 @@ pub struct CallState {
     pub disconnects: u64,
     /// Why it last disconnected, if it did.
     pub last_disconnect: Option<DisconnectReason>,
+    /// The DAVE (end-to-end encryption) version audio is sent under: 0 is
+    /// transport encryption only.
+    pub dave_protocol_version: u16,
+    /// The call's voice privacy code while end-to-end encrypted (equal at
+    /// every member; users compare it to verify the call).
+    pub privacy_code: Option<String>,
+    /// Whether audio can be sent now; on a DAVE call, frames wait in the
+    /// queue until the first transition executes.
+    pub can_send_audio: bool,
+}
+
+impl CallState {
+    pub(crate) fn new() -> Self {
+        CallState {
+            state: State::Idle,
+            channel: None,
+            connects: 0,
+            disconnects: 0,
+            last_disconnect: None,
+            dave_protocol_version: 0,
+            privacy_code: None,
+            can_send_audio: false,
+        }
+    }
 }
 
 /// Counters of one call: the state machine's and the driver's own.
@@ -62,6 +86,9 @@ pub struct CallStats {
     pub udp_send_errors: u64,
     /// Websockets that failed to open.
     pub ws_connect_failures: u64,
+    /// Times sending paused because end-to-end encryption was not ready
+    /// yet (the frames waited in the queue, none was dropped).
+    pub e2ee_waits: u64,
 }
 
 #[derive(Debug)]
@@ -72,6 +99,7 @@ pub(crate) enum Command {
     Gateway(GatewayEvent),
     StopSpeaking,
     Stats(oneshot::Sender<CallStats>),
+    VerificationCode(Snowflake, oneshot::Sender<Option<String>>),
     Flush(oneshot::Sender<()>),
     Close,
 }
@@ -216,7 +244,8 @@ impl Call {
     }
 
     /// Waits until every queued frame has been sent (or dropped, counted,
-    /// when the session was down).
+    /// when the session was down). On an end-to-end encrypted call frames
+    /// wait for the first transition, so this may take that long more.
     pub async fn flush(&self) -> Result<(), CallError> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Flush(tx)).await?;
@@ -279,6 +308,15 @@ impl Call {
     pub async fn stats(&self) -> Result<CallStats, CallError> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Stats(tx)).await?;
+        rx.await.map_err(|_| CallError::DriverGone)
+    }
+
+    /// The 45-digit code that `user` and this bot compare out of band to
+    /// verify each other on an end-to-end encrypted call; `None` when
+    /// `user` is not in the current DAVE group.
+    pub async fn verification_code(&self, user: Snowflake) -> Result<Option<String>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::VerificationCode(user, tx)).await?;
         rx.await.map_err(|_| CallError::DriverGone)
     }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use voice_proto::wire::{WsFrame, WsMessage};
-use voice_proto::{Datagram, Event, Output, VoiceConnection};
+use voice_proto::{Datagram, Event, Output, VoiceConnection, VoicePacket};
 
 use crate::call::{CallState, CallStats, Command, ReceivedAudio};
 use crate::error::ConnectError;
@@ -63,6 +63,9 @@ pub(crate) struct Driver {
     commands_open: bool,
     frames_open: bool,
     flush_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The pending frame waits for end-to-end encryption to be ready: no
+    /// pacing slot until then.
+    awaiting_e2ee: bool,
     /// Where the UDP socket is connected (the voice server), so the kernel
     /// drops datagrams from anyone else.
     peer: Option<SocketAddr>,
@@ -111,6 +114,7 @@ impl Driver {
             commands_open: true,
             frames_open: true,
             flush_waiters: Vec::new(),
+            awaiting_e2ee: false,
             peer: None,
         }
     }
@@ -124,6 +128,7 @@ impl Driver {
             }
             let wake = self.wait().await;
             self.handle(wake).await;
+            self.resume_after_e2ee();
             self.notify_flushed();
         }
         if let Some(ws) = self.ws.take() {
@@ -135,7 +140,7 @@ impl Driver {
     /// Waits for one input. Borrows fields separately so every source can
     /// be awaited at once.
     async fn wait(&mut self) -> Wake {
-        let slot = self.pending_frame.as_ref().map(|_| self.pacer.slot(Instant::now()));
+        let slot = self.pending_frame.as_ref().filter(|_| !self.awaiting_e2ee).map(|_| self.pacer.slot(Instant::now()));
         let deadline = self.deadline.map(Instant::from_std);
         let Driver { ch, connecting, ws, udp, recv, commands_open, frames_open, pending_frame, .. } = self;
         let want_frame = pending_frame.is_none() && *frames_open;
@@ -199,6 +204,9 @@ impl Driver {
                 self.pending_frame = None;
                 self.conn.stop_speaking(now);
             }
+            Command::VerificationCode(user, tx) => {
+                let _ = tx.send(self.conn.verification_code(user));
+            }
             Command::Stats(tx) => {
                 let mut s = self.stats.clone();
                 s.proto = self.conn.stats().clone();
@@ -254,25 +262,29 @@ impl Driver {
     fn datagram(&mut self, n: usize, from: SocketAddr, now: std::time::Instant) {
         let Driver { conn, recv, arena, ch, stats, .. } = self;
         if let Ok(Datagram::Voice(p)) = conn.handle_datagram(from, &mut recv[..n], now) {
-            if arena.capacity() < p.opus.len() {
-                arena.reserve(ARENA_BLOCK);
-            }
-            arena.extend_from_slice(p.opus);
-            let audio = ReceivedAudio {
-                user_id: p.user_id,
-                ssrc: p.ssrc,
-                sequence: p.sequence,
-                timestamp: p.timestamp,
-                opus: arena.split().freeze(),
-            };
-            if ch.audio.try_send(audio).is_err() {
-                stats.audio_dropped += 1;
-            }
+            deliver(arena, ch, stats, &p);
+        }
+    }
+
+    /// Sending may go on: end-to-end encryption became ready (or the
+    /// session went away, and the frame meets the usual not-ready rule).
+    fn resume_after_e2ee(&mut self) {
+        if self.awaiting_e2ee && (self.conn.can_send_audio() || !self.conn.is_ready()) {
+            self.awaiting_e2ee = false;
+            self.pacer.reset();
         }
     }
 
     async fn send_frame(&mut self, now: std::time::Instant) {
         let Some(frame) = self.pending_frame.take() else { return };
+        if self.conn.is_ready() && !self.conn.can_send_audio() {
+            // A DAVE call whose first transition has not executed: the
+            // frame waits (the queue behind it is bounded), never plaintext.
+            self.pending_frame = Some(frame);
+            self.awaiting_e2ee = true;
+            self.stats.e2ee_waits += 1;
+            return;
+        }
         self.pacer.sent();
         // After a stall, skip as many queued frames as slots were missed, so
         // that latency does not grow with every stall (PROTOCOL.md §5.2).
@@ -331,6 +343,7 @@ impl Driver {
                     }
                     Output::Transmit { to, bytes } => self.transmit(&bytes, to).await,
                     Output::Event(e) => self.event(e),
+                    Output::Voice(p) => deliver(&mut self.arena, &self.ch, &mut self.stats, &p.as_packet()),
                     _ => {}
                 }
             }
@@ -373,12 +386,42 @@ impl Driver {
 
     fn publish(&mut self) {
         let (state, channel) = (self.conn.state(), self.conn.channel());
+        let (dave, can_send) = (self.conn.dave_protocol_version(), self.conn.can_send_audio());
+        let code = self.conn.voice_privacy_code();
         self.ch.state.send_if_modified(|s| {
-            let changed = s.state != state || s.channel != channel;
+            let changed = s.state != state
+                || s.channel != channel
+                || s.dave_protocol_version != dave
+                || s.can_send_audio != can_send
+                || s.privacy_code.as_deref() != code;
             s.state = state;
             s.channel = channel;
+            s.dave_protocol_version = dave;
+            s.can_send_audio = can_send;
+            if s.privacy_code.as_deref() != code {
+                s.privacy_code = code.map(str::to_owned);
+            }
             changed
         });
+    }
+}
+
+/// Hands a received packet to the application: its Opus is copied into the
+/// arena (one allocation per arena block, not per packet).
+fn deliver(arena: &mut BytesMut, ch: &Channels, stats: &mut CallStats, p: &VoicePacket<'_>) {
+    if arena.capacity() < p.opus.len() {
+        arena.reserve(ARENA_BLOCK);
+    }
+    arena.extend_from_slice(p.opus);
+    let audio = ReceivedAudio {
+        user_id: p.user_id,
+        ssrc: p.ssrc,
+        sequence: p.sequence,
+        timestamp: p.timestamp,
+        opus: arena.split().freeze(),
+    };
+    if ch.audio.try_send(audio).is_err() {
+        stats.audio_dropped += 1;
     }
 }
 

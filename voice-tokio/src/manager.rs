@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use voice_proto::wire::Snowflake;
-use voice_proto::{ConnectionInfo, GatewayEvent, State, UpdateVoiceState, VoiceConnection};
+use voice_proto::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceConnection};
 
 use crate::call::{Call, CallState, FrameSink};
 use crate::config::DriverConfig;
@@ -64,8 +64,7 @@ fn spawn_call(
     let (frame_tx, frame_rx) = mpsc::channel(config.frame_capacity.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
     let (audio_tx, audio_rx) = mpsc::channel(config.receive_capacity.max(1));
-    let initial = CallState { state: State::Idle, channel: None, connects: 0, disconnects: 0, last_disconnect: None };
-    let (state_tx, state_rx) = watch::channel(initial);
+    let (state_tx, state_rx) = watch::channel(CallState::new());
     let ch = Channels { commands: cmd_rx, frames: frame_rx, events: event_tx, audio: audio_tx, state: state_tx };
     let driver = Driver::new(conn, ch, gateway, tls, config.ws_connect_timeout, udp);
     tokio::spawn(driver.run());

@@ -28,7 +28,9 @@ impl VoiceConnection {
         self.connected_to = None;
         self.last_seq = None;
         self.users.clear();
-        for t in [Timer::Discovery, Timer::Keepalive, Timer::Silence, Timer::SpeakingIdle] {
+        // DAVE belongs to the voice session: a fresh connection starts over.
+        self.transform.reset(&self.config);
+        for t in [Timer::Discovery, Timer::Keepalive, Timer::Silence, Timer::SpeakingIdle, Timer::DaveHold] {
             self.timers.stop(t);
         }
     }
@@ -45,6 +47,7 @@ impl VoiceConnection {
         if !resume {
             self.link = None;
             self.last_seq = None;
+            self.transform.reset(&self.config);
             self.connected_to = self.info.token.clone().map(|t| (endpoint.clone(), t));
         }
         let url = voice_url(&endpoint, self.config.gateway_version.as_u8(), self.config.plain_ws);

@@ -55,17 +55,18 @@ impl Sender {
     }
 
     /// Writes one sealed packet carrying `write_payload`'s bytes into `out`.
+    /// Nothing advances when the payload or the sealing fails.
     fn build(
         &mut self,
         ssrc: u32,
         out: &mut Vec<u8>,
-        write_payload: impl FnOnce(&mut Vec<u8>),
+        write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), SendError>,
     ) -> Result<usize, SendError> {
         out.clear();
         let mut header = [0u8; 12];
         RtpHeader::write_basic(&mut header, self.sequence, self.timestamp, ssrc);
         out.extend_from_slice(&header);
-        write_payload(out);
+        write_payload(out)?;
         self.sealer.seal(out)?;
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_FRAME);
@@ -86,7 +87,10 @@ impl VoiceConnection {
     /// The first frame after silence queues op 5 Speaking: drain
     /// [`poll_output`](Self::poll_output) before sending the datagram.
     /// Before the session is established this returns
-    /// [`SendError::NotReady`]; audio is never queued.
+    /// [`SendError::NotReady`], and on an end-to-end encrypted (DAVE) call
+    /// before its first transition [`SendError::E2eePending`]
+    /// ([`can_send_audio`](Self::can_send_audio) tells in advance); audio
+    /// is never queued, and never sent as plaintext on a DAVE call.
     pub fn send_opus(&mut self, frame: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<Transmit, SendError> {
         let now = self.advance(now);
         if frame.len() > MAX_FRAME_LEN {
@@ -104,11 +108,11 @@ impl VoiceConnection {
         let Some(sender) = link.sender.as_mut() else {
             return Err(SendError::NotReady);
         };
+        let (transform, stats) = (&mut self.transform, &mut self.stats.dave);
+        let len = sender.build(ssrc, out, |out| transform.encrypt_into(frame, out, stats))?;
         let announce = !sender.speaking;
         sender.speaking = true;
         sender.silence_left = 0;
-        let transform = &mut self.transform;
-        let len = sender.build(ssrc, out, |out| transform.encrypt_into(frame, out))?;
         if announce {
             self.send_message(&Message::Speaking(Speaking { speaking: flags, delay: Some(0), ssrc, user_id: None }));
         }
@@ -169,7 +173,8 @@ impl VoiceConnection {
         if sender.silence_left == 0 {
             return;
         }
-        match sender.build(ssrc, &mut bytes, |out| out.extend_from_slice(&OPUS_SILENCE)) {
+        let (transform, stats) = (&mut self.transform, &mut self.stats.dave);
+        match sender.build(ssrc, &mut bytes, |out| transform.encrypt_into(&OPUS_SILENCE, out, stats)) {
             Ok(len) => {
                 sender.silence_left -= 1;
                 let left = sender.silence_left;

@@ -7,6 +7,7 @@
 //! `lifecycle.rs` (connect, resume, reconnect, disconnect).
 
 mod commands;
+mod dave;
 mod lifecycle;
 mod main_gateway;
 mod media;
@@ -30,7 +31,7 @@ use crate::transform::FrameTransform;
 use crate::wire::{Snowflake, WsFrame};
 
 pub use self::media::Transmit;
-pub use self::udp::{Datagram, VoicePacket};
+pub use self::udp::{Datagram, OwnedVoicePacket, VoicePacket};
 
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +152,7 @@ impl VoiceConnection {
     pub fn new(config: Config, now: Instant) -> Self {
         let rng = fastrand::Rng::with_seed(config.seed);
         let backoff = Backoff::new(config.backoff_base, config.backoff_max);
+        let transform = FrameTransform::new(&config);
         VoiceConnection {
             config,
             state: State::Idle,
@@ -174,7 +176,7 @@ impl VoiceConnection {
             move_code: 0,
             auth_failures: 0,
             link: None,
-            transform: FrameTransform::default(),
+            transform,
             users: HashMap::new(),
         }
     }
@@ -272,6 +274,7 @@ impl VoiceConnection {
             Timer::SpeakingIdle => self.on_speaking_idle(now),
             Timer::Reconnect => self.on_reconnect_timer(now),
             Timer::MoveWait => self.on_move_wait_timeout(now),
+            Timer::DaveHold => self.expire_held(now),
             _ => {}
         }
     }
@@ -280,7 +283,7 @@ impl VoiceConnection {
     /// datagrams beyond the cap are dropped (counted); control outputs
     /// (websocket, op 4) are never dropped, and only inputs produce them.
     pub(crate) fn push(&mut self, o: Output) {
-        let droppable = matches!(o, Output::Event(_) | Output::Transmit { .. });
+        let droppable = matches!(o, Output::Event(_) | Output::Transmit { .. } | Output::Voice(_));
         if droppable && self.outputs.len() >= self.config.max_queued_outputs {
             self.stats.outputs_dropped += 1;
             tracing::warn!("output queue full; dropping an output (is the driver draining?)");

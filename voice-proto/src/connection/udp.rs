@@ -11,6 +11,7 @@ use super::{State, VoiceConnection};
 use crate::error::DatagramError;
 use crate::output::{Output, ReconnectReason};
 use crate::timer::Timer;
+use crate::transform::{FrameMeta, Opened};
 use crate::wire::Snowflake;
 
 /// A voice packet received and opened in place.
@@ -28,6 +29,30 @@ pub struct VoicePacket<'a> {
     pub opus: &'a [u8],
 }
 
+/// A voice packet delivered late, owning its Opus frame: one that was
+/// held until its end-to-end key arrived ([`Output::Voice`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedVoicePacket {
+    /// The sender's SSRC.
+    pub ssrc: u32,
+    /// The sender.
+    pub user_id: Snowflake,
+    /// RTP sequence number.
+    pub sequence: u16,
+    /// RTP timestamp (48 kHz).
+    pub timestamp: u32,
+    /// The Opus frame.
+    pub opus: Vec<u8>,
+}
+
+impl OwnedVoicePacket {
+    /// A borrowed view, the shape [`Datagram::Voice`] carries.
+    pub fn as_packet(&self) -> VoicePacket<'_> {
+        let OwnedVoicePacket { ssrc, user_id, sequence, timestamp, ref opus } = *self;
+        VoicePacket { ssrc, user_id, sequence, timestamp, opus }
+    }
+}
+
 /// What a datagram turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -36,6 +61,11 @@ pub enum Datagram<'a> {
     Voice(VoicePacket<'a>),
     /// Handled inside (IP discovery answer, RTCP, keepalive echo).
     Consumed,
+    /// Voice whose end-to-end key is not installed yet (a DAVE transition
+    /// this client has not processed): kept, and delivered as
+    /// [`Output::Voice`] once the key arrives, or dropped (counted) after
+    /// `Config::dave_hold_age`.
+    Held,
 }
 
 impl VoiceConnection {
@@ -91,7 +121,7 @@ impl VoiceConnection {
         buf: &'a mut [u8],
         now: Instant,
     ) -> Result<Datagram<'a>, DatagramError> {
-        self.advance(now);
+        let now = self.advance(now);
         let Some(link) = self.link.as_ref() else {
             self.stats.not_ready_drops += 1;
             return Err(DatagramError::NotReady);
@@ -120,7 +150,7 @@ impl VoiceConnection {
                 self.stats.rtcp_received += 1;
                 Ok(Datagram::Consumed)
             }
-            DatagramKind::Rtp => self.receive_rtp(buf),
+            DatagramKind::Rtp => self.receive_rtp(buf, now),
             _ => {
                 self.stats.unrecognised_datagrams += 1;
                 Err(DatagramError::Unrecognised)
@@ -128,7 +158,7 @@ impl VoiceConnection {
         }
     }
 
-    fn receive_rtp<'a>(&mut self, buf: &'a mut [u8]) -> Result<Datagram<'a>, DatagramError> {
+    fn receive_rtp<'a>(&mut self, buf: &'a mut [u8], now: Instant) -> Result<Datagram<'a>, DatagramError> {
         let len = buf.len();
         let Some(sender) = self.link.as_ref().and_then(|l| l.sender.as_ref()) else {
             self.stats.not_ready_drops += 1;
@@ -146,10 +176,22 @@ impl VoiceConnection {
             return Err(DatagramError::UnknownSsrc(ssrc));
         };
         let opened = sender.cipher().open(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
-        self.stats.packets_received += 1;
         self.stats.bytes_received += len as u64;
         let h = opened.header;
-        let opus = self.transform.decrypt(user_id, opened.payload);
-        Ok(Datagram::Voice(VoicePacket { ssrc, user_id, sequence: h.sequence, timestamp: h.timestamp, opus }))
+        // Transport decryption removed the extension body and the padding:
+        // what is left is the (DAVE) frame.
+        let meta = FrameMeta { ssrc, user: user_id, sequence: h.sequence, timestamp: h.timestamp };
+        let payload = opened.payload;
+        match self.transform.decrypt(meta, payload, now, &mut self.stats.dave)? {
+            Opened::Frame(n) => {
+                self.stats.packets_received += 1;
+                let opus = &payload[..n];
+                Ok(Datagram::Voice(VoicePacket { ssrc, user_id, sequence: h.sequence, timestamp: h.timestamp, opus }))
+            }
+            Opened::Held => {
+                self.arm_hold_timer();
+                Ok(Datagram::Held)
+            }
+        }
     }
 }

@@ -35,13 +35,14 @@ impl VoiceConnection {
             self.send_message(&Message::Resume(Resume { server_id, session_id, token, seq_ack: self.last_seq }));
         } else {
             let max = self.config.max_dave_protocol_version;
+            // Sent on every gateway version: DAVE clients on v4 (songbird)
+            // offer it too.
             let identify = Identify {
                 server_id,
                 user_id: self.config.user_id,
                 session_id,
                 token,
-                max_dave_protocol_version: (self.config.gateway_version == crate::wire::GatewayVersion::V8)
-                    .then_some(max),
+                max_dave_protocol_version: Some(max),
             };
             self.send_message(&Message::Identify(identify));
             self.state = State::Identifying;
@@ -81,12 +82,17 @@ impl VoiceConnection {
                 self.on_message(frame.message, now)
             }
             WsMessage::Binary(bytes) => {
-                let (seq, dave) = DaveBinary::parse_server(bytes).inspect_err(|_| self.stats.malformed_frames += 1)?;
-                self.last_seq = Some(i64::from(seq));
-                // DAVE is not negotiated by this build (max version 0); the
-                // frames are parsed so that the sequence stays right.
-                tracing::debug!(op = dave.op(), "ignoring DAVE binary message");
-                self.stats.ignored_frames += 1;
+                let (seq, dave) = DaveBinary::parse_server_for(self.config.gateway_version, bytes)
+                    .inspect_err(|_| self.stats.malformed_frames += 1)?;
+                if let Some(seq) = seq {
+                    self.last_seq = Some(extend_seq(self.last_seq, seq));
+                }
+                if self.config.max_dave_protocol_version == 0 {
+                    self.stats.ignored_frames += 1;
+                    return Ok(());
+                }
+                self.transform.dave.handle_binary(dave, now, &mut self.stats.dave);
+                self.drain_dave(now);
                 Ok(())
             }
         }
@@ -117,7 +123,7 @@ impl VoiceConnection {
                 }
             }
             Message::Ready(r) => return self.on_ready(r, now),
-            Message::SessionDescription(sd) => return self.on_session_description(sd),
+            Message::SessionDescription(sd) => return self.on_session_description(sd, now),
             Message::Resumed => {
                 if self.state != State::Resuming {
                     return Err(WsError::Unexpected("Resumed while not resuming"));
@@ -131,14 +137,23 @@ impl VoiceConnection {
                 self.event(Event::Resumed);
             }
             Message::Speaking(s) => self.on_speaking(s),
-            Message::ClientsConnect(c) => self.event(Event::ClientsConnected { user_ids: c.user_ids }),
+            Message::ClientsConnect(c) => {
+                self.transform.dave.recognise(&c.user_ids);
+                self.event(Event::ClientsConnected { user_ids: c.user_ids });
+            }
             Message::ClientDisconnect(c) => {
                 self.users.retain(|_, u| *u != c.user_id);
+                self.transform.dave.forget(c.user_id);
                 self.event(Event::ClientDisconnected { user_id: c.user_id });
             }
+            m @ (Message::DavePrepareTransition(_)
+            | Message::DaveExecuteTransition(_)
+            | Message::DavePrepareEpoch(_)) => {
+                self.transform.dave.handle_message(&m, now, &mut self.stats.dave);
+                self.drain_dave(now);
+            }
             _ => {
-                // Unknown and client-only opcodes, and DAVE JSON opcodes
-                // (DAVE is not negotiated by this build).
+                // Unknown and client-only opcodes.
                 self.stats.ignored_frames += 1;
             }
         }
@@ -194,7 +209,7 @@ impl VoiceConnection {
         self.state = State::SelectingProtocol;
     }
 
-    fn on_session_description(&mut self, sd: SessionDescription) -> Result<(), WsError> {
+    fn on_session_description(&mut self, sd: SessionDescription, now: Instant) -> Result<(), WsError> {
         if self.state != State::SelectingProtocol {
             return Err(WsError::Unexpected("Session Description outside the handshake"));
         }
@@ -216,11 +231,17 @@ impl VoiceConnection {
         link.mode = mode;
         link.sender = Some(super::media::Sender::new(mode, &sd.secret_key, seq, ts, nonce));
         let ssrc = link.ssrc;
-        self.transform.set_version(sd.dave_protocol_version);
         self.state = State::Connected;
         self.auth_failures = 0;
         self.finish_handshake_if_done();
-        self.event(Event::Connected { mode, ssrc });
+        let dave_protocol_version = sd.dave_protocol_version;
+        self.event(Event::Connected { mode, ssrc, dave_protocol_version });
+        let channel = self.channel.unwrap_or_else(|| {
+            tracing::warn!("session established without a known channel; DAVE group ids will not match");
+            crate::wire::Snowflake(0)
+        });
+        self.transform.dave.start(dave_protocol_version, channel, &mut self.stats.dave);
+        self.drain_dave(now);
         Ok(())
     }
 
@@ -255,5 +276,37 @@ impl VoiceConnection {
                 self.timers.set(Timer::Heartbeat, at);
             }
         }
+    }
+}
+
+/// The full sequence number of a binary frame from its 16-bit prefix: the
+/// value nearest the last one seen with those low bits. The server numbers
+/// JSON and binary frames from one counter (PROTOCOL.md §2.6; the binary
+/// prefix being its low 16 bits is UNCERTAIN, and below 65536 the two
+/// readings agree), and messages arrive in order, so the nearest is right.
+fn extend_seq(last: Option<i64>, low: u16) -> i64 {
+    let Some(last) = last.filter(|&l| l >= 0) else { return i64::from(low) };
+    let candidate = (last & !0xFFFF) | i64::from(low);
+    if candidate + 0x8000 < last {
+        candidate + 0x1_0000
+    } else if candidate > last + 0x8000 && candidate >= 0x1_0000 {
+        candidate - 0x1_0000
+    } else {
+        candidate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extend_seq;
+
+    #[test]
+    fn binary_sequence_numbers_extend_from_the_last_one() {
+        assert_eq!(extend_seq(None, 7), 7);
+        assert_eq!(extend_seq(Some(6), 7), 7);
+        assert_eq!(extend_seq(Some(65_535), 0), 65_536);
+        assert_eq!(extend_seq(Some(65_536 + 10), 11), 65_547);
+        assert_eq!(extend_seq(Some(65_536 + 2), 65_535), 65_535, "one message late stays below");
+        assert_eq!(extend_seq(Some(-1), 3), 3);
     }
 }
