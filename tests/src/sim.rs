@@ -453,17 +453,17 @@ impl Sim {
         }
         while let Some((to, mut bytes)) = self.down.poll(now) {
             let server = self.server_addr;
-            if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) {
-                if let Ok(Datagram::Voice(p)) = c.conn.handle_datagram(server, &mut bytes, now) {
-                    c.received.push(Received {
-                        at: now,
-                        user: p.user_id,
-                        ssrc: p.ssrc,
-                        sequence: p.sequence,
-                        timestamp: p.timestamp,
-                        opus: p.opus.to_vec(),
-                    });
-                }
+            if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to)
+                && let Ok(Datagram::Voice(p)) = c.conn.handle_datagram(server, &mut bytes, now)
+            {
+                c.received.push(Received {
+                    at: now,
+                    user: p.user_id,
+                    ssrc: p.ssrc,
+                    sequence: p.sequence,
+                    timestamp: p.timestamp,
+                    opus: p.opus.to_vec(),
+                });
             }
         }
         if self.server_deadline.is_some_and(|d| d <= now) {

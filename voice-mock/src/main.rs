@@ -133,11 +133,11 @@ async fn main() -> ExitCode {
     };
     let cert_path =
         args.cert_out.unwrap_or_else(|| std::env::temp_dir().join(format!("voice-mock-{}.pem", std::process::id())));
-    if !server.cert_pem().is_empty() {
-        if let Err(e) = std::fs::write(&cert_path, server.cert_pem()) {
-            eprintln!("voice-mock: cannot write {}: {e}", cert_path.display());
-            return ExitCode::FAILURE;
-        }
+    if !server.cert_pem().is_empty()
+        && let Err(e) = std::fs::write(&cert_path, server.cert_pem())
+    {
+        eprintln!("voice-mock: cannot write {}: {e}", cert_path.display());
+        return ExitCode::FAILURE;
     }
     let cert = if server.cert_pem().is_empty() { String::new() } else { cert_path.display().to_string() };
     let ready = format!(

@@ -10,11 +10,11 @@ use crate::{Config, GatewayEvent, Output, VoiceConnection, VoiceServerUpdate, Vo
 /// Parses `data` as a text and as a binary voice gateway frame; anything
 /// parsed serialises again without panicking.
 pub fn ws_payload(data: &[u8]) {
-    if let Ok(text) = core::str::from_utf8(data) {
-        if let Ok(frame) = Message::parse(text) {
-            let _ = frame.message.to_json(crate::wire::GatewayVersion::V8, frame.seq);
-            let _ = frame.message.to_json(crate::wire::GatewayVersion::V4, None);
-        }
+    if let Ok(text) = core::str::from_utf8(data)
+        && let Ok(frame) = Message::parse(text)
+    {
+        let _ = frame.message.to_json(crate::wire::GatewayVersion::V8, frame.seq);
+        let _ = frame.message.to_json(crate::wire::GatewayVersion::V4, None);
     }
     if let Ok((_, b)) = DaveBinary::parse_server(data) {
         let mut out = Vec::new();

@@ -289,10 +289,10 @@ impl RtpHeader<'_> {
         if self.payload_type > 0x7F || second_byte_is_rtcp(self.payload_type | u8::from(self.marker) << 7) {
             return Err(Error::OutOfRange("payload type"));
         }
-        if let Some((_, body)) = self.extension {
-            if body.len() % 4 != 0 || body.len() / 4 > usize::from(u16::MAX) {
-                return Err(Error::OutOfRange("extension body length"));
-            }
+        if let Some((_, body)) = self.extension
+            && (body.len() % 4 != 0 || body.len() / 4 > usize::from(u16::MAX))
+        {
+            return Err(Error::OutOfRange("extension body length"));
         }
         let start = out.len();
         let mut b0 = 0x80 | self.csrcs.len() as u8;

@@ -119,7 +119,7 @@ fn sdes() -> Vec<u8> {
     body.extend_from_slice(&[2, 2]);
     body.extend_from_slice(b"Al");
     body.push(0);
-    while body.len() % 4 != 0 {
+    while !body.len().is_multiple_of(4) {
         body.push(0);
     }
     // Chunk 2: CNAME "x", exactly filling a word with its terminator.

@@ -258,9 +258,8 @@ async fn direct(args: Args) -> Result<(), BoxError> {
             }
             _ = tick.tick() => {
                 if deadline.is_some_and(|d| Instant::now() >= d) { break; }
-                if let (Some(idle), Some(last)) = (idle, last_audio) {
-                    if last.elapsed() >= idle { break; }
-                }
+                if let (Some(idle), Some(last)) = (idle, last_audio)
+                    && last.elapsed() >= idle { break; }
                 if matches!(call.state().state, voice_tokio::State::Disconnected | voice_tokio::State::Closed) {
                     break;
                 }
@@ -272,10 +271,10 @@ async fn direct(args: Args) -> Result<(), BoxError> {
             }
         }
     }
-    if let Some(p) = play {
-        if p.is_finished() {
-            p.await??;
-        }
+    if let Some(p) = play
+        && p.is_finished()
+    {
+        p.await??;
     }
     let ended = call.state();
     call.leave().await?;

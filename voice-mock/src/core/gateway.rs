@@ -328,10 +328,11 @@ impl MockServer {
         let Some(mode) = Mode::from_name(&sp.data.mode).filter(|m| self.config.modes.contains(m)) else {
             return self.close_conn(conn, code::UNKNOWN_MODE);
         };
-        if let Ok(ip) = sp.data.address.parse::<std::net::IpAddr>() {
-            if self.sessions.get(&key).is_some_and(|s| s.udp.is_none()) && sp.data.port != 0 {
-                self.learn_addr(key, (ip, sp.data.port).into());
-            }
+        if let Ok(ip) = sp.data.address.parse::<std::net::IpAddr>()
+            && self.sessions.get(&key).is_some_and(|s| s.udp.is_none())
+            && sp.data.port != 0
+        {
+            self.learn_addr(key, (ip, sp.data.port).into());
         }
         let first_nonce = self.rng.u32(..);
         let fresh_secret = self.random_key();

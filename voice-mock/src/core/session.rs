@@ -105,11 +105,11 @@ impl MockServer {
     /// Forgets the websocket of a session (it stays resumable).
     pub(crate) fn detach(&mut self, key: SessionKey, conn: ConnId) {
         let now = self.now;
-        if let Some(s) = self.sessions.get_mut(&key) {
-            if s.conn == Some(conn) {
-                s.conn = None;
-                s.detached_since = Some(now);
-            }
+        if let Some(s) = self.sessions.get_mut(&key)
+            && s.conn == Some(conn)
+        {
+            s.conn = None;
+            s.detached_since = Some(now);
         }
     }
 
@@ -149,18 +149,18 @@ impl MockServer {
     /// Removes a session everywhere and tells its room (op 13).
     pub(crate) fn destroy_session(&mut self, key: SessionKey) {
         let Some(s) = self.sessions.remove(&key) else { return };
-        if let Some(conn) = s.conn {
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.session = None;
-            }
+        if let Some(conn) = s.conn
+            && let Some(c) = self.conns.get_mut(&conn)
+        {
+            c.session = None;
         }
         if self.by_ssrc.get(&s.ssrc) == Some(&key) {
             self.by_ssrc.remove(&s.ssrc);
         }
-        if let Some(addr) = s.udp {
-            if self.by_addr.get(&addr) == Some(&key) {
-                self.by_addr.remove(&addr);
-            }
+        if let Some(addr) = s.udp
+            && self.by_addr.get(&addr) == Some(&key)
+        {
+            self.by_addr.remove(&addr);
         }
         if self.by_session_id.get(&s.session_id) == Some(&key) {
             self.by_session_id.remove(&s.session_id);
@@ -185,10 +185,10 @@ impl MockServer {
         if s.udp == Some(addr) {
             return;
         }
-        if let Some(old) = s.udp.replace(addr) {
-            if self.by_addr.get(&old) == Some(&key) {
-                self.by_addr.remove(&old);
-            }
+        if let Some(old) = s.udp.replace(addr)
+            && self.by_addr.get(&old) == Some(&key)
+        {
+            self.by_addr.remove(&old);
         }
         self.by_addr.insert(addr, key);
     }

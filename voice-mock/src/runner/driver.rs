@@ -94,11 +94,11 @@ impl Driver {
             let now = now();
             if deadline.is_some_and(|d| d <= now) {
                 self.shared.core().handle_timeout(now);
-                if let Some(log) = &mut self.log {
-                    if log.next_counts <= now {
-                        let stats = self.shared.core().stats();
-                        log.counts(now, &stats);
-                    }
+                if let Some(log) = &mut self.log
+                    && log.next_counts <= now
+                {
+                    let stats = self.shared.core().stats();
+                    log.counts(now, &stats);
                 }
             }
         }
@@ -175,10 +175,10 @@ impl Driver {
                     if let Some(log) = &mut self.log {
                         log.close(now, conn, code);
                     }
-                    if let Some(route) = self.routes.remove(&conn) {
-                        if route.tx.try_send(Out::Close(code)).is_err() {
-                            route.kill.notify_one();
-                        }
+                    if let Some(route) = self.routes.remove(&conn)
+                        && route.tx.try_send(Out::Close(code)).is_err()
+                    {
+                        route.kill.notify_one();
                     }
                 }
                 ServerOutput::Transmit { to, bytes } => self.transmit(&core, to, bytes),

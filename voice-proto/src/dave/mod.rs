@@ -263,10 +263,10 @@ impl Dave {
         }
         // A reinit forgets davey's prepared transitions; forget ours too.
         self.pending.clear();
-        if let (Some(body), Some(s)) = (self.external_sender.as_deref(), self.session.as_mut()) {
-            if let Err(error) = s.set_external_sender(body) {
-                tracing::debug!(%error, "external sender not applied to the new session");
-            }
+        if let (Some(body), Some(s)) = (self.external_sender.as_deref(), self.session.as_mut())
+            && let Err(error) = s.set_external_sender(body)
+        {
+            tracing::debug!(%error, "external sender not applied to the new session");
         }
         true
     }

@@ -60,12 +60,12 @@ impl Dave {
             tracing::debug!(tid, "execute for a transition that was not prepared");
             return;
         };
-        if let Some(session) = self.session.as_mut() {
-            if let Err(error) = session.execute_transition(tid) {
-                tracing::warn!(%error, tid, "transition could not be executed");
-                stats.mls_errors += 1;
-                return;
-            }
+        if let Some(session) = self.session.as_mut()
+            && let Err(error) = session.execute_transition(tid)
+        {
+            tracing::warn!(%error, tid, "transition could not be executed");
+            stats.mls_errors += 1;
+            return;
         }
         self.executed(version, now, stats);
     }
@@ -95,12 +95,12 @@ impl Dave {
     /// Prepares `tid` for `version`: new receive keys now, op 23 to the
     /// gateway, or for id 0 execution at once (and nothing sent).
     fn prepare(&mut self, tid: u16, version: u16, now: Instant, stats: &mut DaveStats) {
-        if let Some(session) = self.session.as_mut() {
-            if let Err(error) = session.prepare_transition(tid, version) {
-                tracing::warn!(%error, tid, "transition could not be prepared");
-                stats.mls_errors += 1;
-                return;
-            }
+        if let Some(session) = self.session.as_mut()
+            && let Err(error) = session.prepare_transition(tid, version)
+        {
+            tracing::warn!(%error, tid, "transition could not be prepared");
+            stats.mls_errors += 1;
+            return;
         }
         stats.transitions_prepared += 1;
         if version != 0 {
