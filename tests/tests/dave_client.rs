@@ -3,6 +3,8 @@
 //! buffer, recovery and its bound, v4 framing. Group flows with a real
 //! external sender are in `sim_dave.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 
 use voice_proto::fuzzing::{Established, established_with};
