@@ -38,8 +38,10 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Silence frames sent.
     pub silence_frames_sent: u64,
-    /// Voice packets received and delivered.
+    /// Voice packets received and delivered (silence included).
     pub packets_received: u64,
+    /// Silence frames received and delivered.
+    pub silence_frames_received: u64,
     /// Voice bytes received (datagram sizes).
     pub bytes_received: u64,
     /// RTCP packets received.

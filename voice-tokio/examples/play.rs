@@ -126,17 +126,40 @@ impl Recorder {
     }
 }
 
+/// One line of counters: audio and silence counted apart, the same way for
+/// what was sent and what was received.
 fn summary(label: &str, s: &CallStats) {
     let p = &s.proto;
     println!(
-        "{label}: sent {} packets ({} silence), received {}, dropped: {} auth, {} unknown ssrc; reconnects {}, resumes {}",
-        p.packets_sent,
+        "{label}: sent {} audio + {} silence, received {} audio + {} silence; dropped: {} auth, {} unknown ssrc; reconnects {}, resumes {}",
+        p.packets_sent - p.silence_frames_sent,
         p.silence_frames_sent,
-        p.packets_received,
+        p.packets_received - p.silence_frames_received,
+        p.silence_frames_received,
         p.decrypt_failures,
         p.unknown_ssrc_drops,
         p.reconnects,
         p.resumes
+    );
+}
+
+/// End-to-end encryption as the call saw it.
+fn e2ee_summary(label: &str, s: &CallStats, state: &voice_tokio::CallState) {
+    let d = &s.proto.dave;
+    if d.protocol_version == 0 && d.frames_encrypted == 0 && d.frames_decrypted == 0 {
+        println!("{label}: transport encryption only (no DAVE)");
+        return;
+    }
+    println!(
+        "{label}: DAVE v{}, epoch {}, privacy code {}; {} frames encrypted, {} decrypted ({} held and released, {} expired), {} transitions",
+        d.protocol_version,
+        d.epoch.map_or("-".into(), |e| e.to_string()),
+        state.privacy_code.as_deref().unwrap_or("-"),
+        d.frames_encrypted,
+        d.frames_decrypted,
+        d.held_released,
+        d.held_expired,
+        d.transitions_executed,
     );
 }
 
@@ -178,7 +201,12 @@ async fn demo() -> Result<(), BoxError> {
             }
             _ = tick.tick() => {
                 let sent = player.stats().await?.frames_sent;
-                let line = format!("  {:>5.1}s  sent {sent:>4}/{total}  received {:>4}", started.elapsed().as_secs_f64(), heard.len());
+                let got = heard.iter().filter(|p| p.as_slice() != voice_rtp::OPUS_SILENCE).count();
+                let line = format!(
+                    "  {:>5.1}s  audio sent {sent:>4}/{total}  received {got:>4}  (silence received {})",
+                    started.elapsed().as_secs_f64(),
+                    heard.len() - got
+                );
                 if tty { eprint!("\r{line}") } else { eprintln!("{line}") }
                 let idle = rec.last.is_some_and(|t| t.elapsed() > Duration::from_millis(600));
                 if play.is_finished() && idle {
@@ -194,6 +222,8 @@ async fn demo() -> Result<(), BoxError> {
         eprintln!();
     }
     play.await??;
+    let (pstate, lstate) = (player.state(), listener.state());
+    let (ps_live, ls_live) = (player.stats().await?, listener.stats().await?);
     player.leave().await?;
     listener.leave().await?;
     let ps = player.stats().await?;
@@ -207,6 +237,11 @@ async fn demo() -> Result<(), BoxError> {
     println!("  mode: {}", server.stats().users.values().find_map(|u| u.mode).map_or("?".into(), |m| m.to_string()));
     summary("  player  ", &ps);
     summary("  listener", &ls);
+    e2ee_summary("  player   e2ee", &ps_live, &pstate);
+    e2ee_summary("  listener e2ee", &ls_live, &lstate);
+    if pstate.privacy_code.is_some() && pstate.privacy_code != lstate.privacy_code {
+        return Err("the two bots disagree on the privacy code".into());
+    }
     println!(
         "  loss: {lost}/{total} ({:.1}%), received packets identical to the file: {}",
         100.0 * lost as f64 / total as f64,
@@ -263,9 +298,13 @@ async fn direct(args: Args) -> Result<(), BoxError> {
                 if matches!(call.state().state, voice_tokio::State::Disconnected | voice_tokio::State::Closed) {
                     break;
                 }
-                let played = play.as_ref().is_none_or(|p| p.is_finished());
-                if played && rec.is_none() && args.timeout.is_none() {
-                    // Everything went out; leaving sends the silence trailer.
+                // The file went out (`--timeout` is only a limit), or there
+                // is nothing to do and no limit to wait for; leaving sends
+                // the silence trailer. Recording goes on until idle or the
+                // limit.
+                let file_done = play.as_ref().is_some_and(|p| p.is_finished());
+                let nothing_to_do = play.is_none() && args.timeout.is_none();
+                if rec.is_none() && (file_done || nothing_to_do) {
                     break;
                 }
             }
@@ -277,9 +316,11 @@ async fn direct(args: Args) -> Result<(), BoxError> {
         p.await??;
     }
     let ended = call.state();
+    let live = call.stats().await?;
     call.leave().await?;
     let s = call.stats().await?;
     summary("summary", &s);
+    e2ee_summary("e2ee", &live, &ended);
     if let Some(r) = rec {
         for f in r.finish()? {
             println!("recording: {}", f.display());

@@ -186,6 +186,9 @@ impl VoiceConnection {
             Opened::Frame(n) => {
                 self.stats.packets_received += 1;
                 let opus = &payload[..n];
+                if opus == voice_rtp::OPUS_SILENCE {
+                    self.stats.silence_frames_received += 1;
+                }
                 Ok(Datagram::Voice(VoicePacket { ssrc, user_id, sequence: h.sequence, timestamp: h.timestamp, opus }))
             }
             Opened::Held => {

@@ -7,7 +7,7 @@
 //! ```
 
 /// Opus silence, never DAVE-encrypted and always accepted.
-pub(crate) const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];
+pub(crate) use voice_rtp::OPUS_SILENCE;
 
 /// The magic marker that ends every DAVE frame.
 const MARKER: [u8; 2] = [0xFA, 0xFA];
