@@ -79,7 +79,7 @@ async fn the_offline_demo_counts_the_same_things_on_both_sides() {
 
     // The last progress line: audio sent and audio received agree, and
     // silence is shown apart.
-    let progress = stderr.lines().filter(|l| l.contains("audio sent")).last().expect("progress lines");
+    let progress = stderr.lines().rfind(|l| l.contains("audio sent")).expect("progress lines");
     assert_eq!(number_after(progress, "audio sent"), Some(frames), "{progress}");
     assert_eq!(number_after(progress, "received"), Some(frames), "{progress}");
     assert_eq!(number_after(progress, "silence received"), Some(5), "{progress}");
