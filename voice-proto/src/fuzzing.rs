@@ -80,13 +80,23 @@ pub fn connection(data: &[u8], t0: Instant) {
                 }
             }
             _ => {
-                let text = match rest.first().copied().unwrap_or(0) % 4 {
+                // Well-formed messages, so that fuzzing reaches the session
+                // and its DAVE states (transitions to and from version 0,
+                // new groups) as well as the handshake.
+                let text = match rest.first().copied().unwrap_or(0) % 9 {
                     0 => r#"{"op":8,"d":{"heartbeat_interval":1000}}"#,
                     1 => r#"{"op":2,"d":{"ssrc":1,"ip":"127.0.0.1","port":9,"modes":["aead_aes256_gcm_rtpsize"]}}"#,
                     2 => {
                         r#"{"op":4,"d":{"mode":"aead_aes256_gcm_rtpsize","secret_key":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32],"dave_protocol_version":0}}"#
                     }
-                    _ => r#"{"op":5,"d":{"user_id":"7","ssrc":5,"speaking":1}}"#,
+                    3 => r#"{"op":5,"d":{"user_id":"7","ssrc":5,"speaking":1}}"#,
+                    4 => {
+                        r#"{"op":4,"d":{"mode":"aead_aes256_gcm_rtpsize","secret_key":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32],"dave_protocol_version":1}}"#
+                    }
+                    5 => r#"{"op":21,"d":{"transition_id":3,"protocol_version":0}}"#,
+                    6 => r#"{"op":22,"d":{"transition_id":3}}"#,
+                    7 => r#"{"op":24,"d":{"epoch":1,"protocol_version":1}}"#,
+                    _ => r#"{"op":11,"d":{"user_ids":["7"]}}"#,
                 };
                 let _ = conn.handle_ws_message(WsMessage::Text(text), now);
             }
