@@ -1,6 +1,8 @@
 //! The whole connection's per-packet cost against the bare voice-rtp calls
 //! it wraps: `send_opus` vs header + `Sealer::seal`, `handle_datagram` vs
-//! `Cipher::open`, on 120-byte Opus frames (AES-256-GCM).
+//! `Cipher::open`, on 120-byte Opus frames (AES-256-GCM); and the same
+//! connection with DAVE end-to-end encryption on (`connection+dave`), in
+//! the same run, so the cost of DAVE reads as a ratio.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
@@ -21,9 +23,14 @@ fn hot_path(c: &mut Criterion) {
     est.conn.send_opus(&opus, now, &mut out).unwrap();
     while !matches!(est.conn.poll_output(), voice_proto::Output::Timeout { .. }) {}
 
+    let mut pair = voice_tests::dave::DavePair::new(3);
     let mut g = c.benchmark_group("send/120");
     g.bench_function("connection", |b| {
         b.iter(|| black_box(est.conn.send_opus(black_box(&opus), now, &mut out).unwrap()))
+    });
+    g.bench_function("connection+dave", |b| {
+        let conn = &mut pair.sim.clients[0].conn;
+        b.iter(|| black_box(conn.send_opus(black_box(&opus), now, &mut out).unwrap()))
     });
     let mut sealer = Sealer::new(Cipher::new(Mode::Aes256GcmRtpSize, &key), 1);
     let mut seq = 0u16;
@@ -57,6 +64,27 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| {
             buf.copy_from_slice(&packet);
             black_box(matches!(est.conn.handle_datagram(server, &mut buf, now), Ok(voice_proto::Datagram::Voice(_))))
+        })
+    });
+    g.bench_function("connection+dave", |b| {
+        // Every DAVE frame decrypts once (replays are refused), so fresh
+        // ones are made outside the timed part, a thousand at a time.
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(1000);
+                let mut batch: Vec<Vec<u8>> = (0..n).map(|_| pair.forwarded(&opus)).collect();
+                let (server, now) = (pair.sim.server_addr, pair.sim.now);
+                let conn = &mut pair.sim.clients[0].conn;
+                let start = Instant::now();
+                for p in &mut batch {
+                    black_box(matches!(conn.handle_datagram(server, p, now), Ok(voice_proto::Datagram::Voice(_))));
+                }
+                spent += start.elapsed();
+                left -= n;
+            }
+            spent
         })
     });
     g.bench_function("bare", |b| {

@@ -5,5 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dave;
 pub mod netem;
 pub mod sim;

@@ -79,6 +79,14 @@ pub struct SimClient {
     /// 20 ms ticks a frame waited because end-to-end encryption was not
     /// ready yet (the frame stays queued, as the adapters keep it).
     pub e2ee_wait_ticks: u64,
+    /// Opus frames `send_opus` accepted, with their time.
+    pub sent: Vec<(Instant, Vec<u8>)>,
+    /// Extra delay of the websocket frames the server sends this client
+    /// (a slow control path), on top of the control latency.
+    pub ws_delay: Duration,
+    /// When it could send audio (`can_send_audio`), as intervals: on a DAVE
+    /// call, from its first transition until it left or lost its key.
+    pub sendable: Vec<(Instant, Option<Instant>)>,
     /// The `seq` of the last numbered message delivered on the current
     /// websocket (what a resume must acknowledge).
     pub last_seq_delivered: Option<i64>,
@@ -223,6 +231,9 @@ impl Sim {
             audio: VecDeque::new(),
             audio_refused: 0,
             e2ee_wait_ticks: 0,
+            sent: Vec::new(),
+            ws_delay: Duration::ZERO,
+            sendable: Vec::new(),
             last_seq_delivered: None,
             ws_errors: 0,
             gateway: GatewayBehavior::StateFirst,
@@ -385,12 +396,14 @@ impl Sim {
                 }
                 ServerOutput::WsSend { conn, frame } => {
                     if let Some(client) = self.clients.iter().position(|c| c.ws == Some(conn)) {
-                        self.schedule(self.control_latency, Delivery::ToClient { client, conn, frame });
+                        let delay = self.control_latency + self.clients[client].ws_delay;
+                        self.schedule(delay, Delivery::ToClient { client, conn, frame });
                     }
                 }
                 ServerOutput::WsClose { conn, code } => {
                     if let Some(client) = self.clients.iter().position(|c| c.ws == Some(conn)) {
-                        self.schedule(self.control_latency, Delivery::CloseToClient { client, conn, code: Some(code) });
+                        let delay = self.control_latency + self.clients[client].ws_delay;
+                        self.schedule(delay, Delivery::CloseToClient { client, conn, code: Some(code) });
                     }
                 }
                 ServerOutput::Transmit { to, bytes } => self.down.send((to, bytes), self.now),
@@ -475,6 +488,19 @@ impl Sim {
             }
             self.audio_tick(i);
         }
+        self.drain_all();
+        for c in &mut self.clients {
+            let open = c.sendable.last().is_some_and(|(_, end)| end.is_none());
+            match (c.conn.can_send_audio(), open) {
+                (true, false) => c.sendable.push((now, None)),
+                (false, true) => {
+                    if let Some(last) = c.sendable.last_mut() {
+                        last.1 = Some(now);
+                    }
+                }
+                _ => {}
+            }
+        }
         true
     }
 
@@ -496,6 +522,7 @@ impl Sim {
         let mut out = std::mem::take(&mut c.out);
         match c.conn.send_opus(&frame, now, &mut out) {
             Ok(t) => {
+                c.sent.push((now, frame));
                 // Speaking (op 5) goes out before the datagram.
                 self.drain_client(i);
                 let c = &mut self.clients[i];
@@ -565,6 +592,23 @@ impl Sim {
     /// Steps for `d` of simulated time.
     pub fn run_for(&mut self, d: Duration) {
         self.run_until(d, |_| false);
+    }
+
+    /// Client `i` leaves its channel now; it can no longer send from now.
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        self.clients[i].conn.leave(now);
+        if let Some(last) = self.clients[i].sendable.last_mut().filter(|l| l.1.is_none()) {
+            last.1 = Some(now);
+        }
+        self.drain_all();
+    }
+
+    /// Runs until every client in `clients` can send audio (on a DAVE call:
+    /// its first transition executed) or `limit` passes; returns whether
+    /// they all can.
+    pub fn run_until_sendable(&mut self, clients: &[usize], limit: Duration) -> bool {
+        self.run_until(limit, |s| clients.iter().all(|&i| s.clients[i].conn.can_send_audio()))
     }
 
     /// Joins client `i` to `channel` and runs until it is connected.

@@ -1,5 +1,6 @@
 //! The audio hot path allocates nothing: after the session is established,
-//! `send_opus` and `handle_datagram` run on caller buffers only.
+//! `send_opus` and `handle_datagram` run on caller buffers only, with DAVE
+//! end-to-end encryption on as well as off.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 // A counting global allocator needs `unsafe impl GlobalAlloc`; it only
@@ -73,4 +74,40 @@ fn send_and_receive_allocate_nothing_in_steady_state() {
     assert_eq!(received, 1000);
     assert_eq!(ALLOCATIONS.with(Cell::get), 0, "the hot path allocated");
     assert_eq!(conn.stats().packets_sent, 1001);
+}
+
+#[test]
+fn with_dave_on_send_and_receive_allocate_nothing_in_steady_state() {
+    let mut pair = voice_tests::dave::DavePair::new(7);
+    let opus = [0xFCu8; 120];
+    let mut out = Vec::with_capacity(1500);
+    // Warm up: davey's frame processors and decryptor state come into
+    // being on first use.
+    for _ in 0..10 {
+        let now = pair.sim.now;
+        pair.sim.clients[0].conn.send_opus(&opus, now, &mut out).unwrap();
+        let mut packet = pair.forwarded(&opus);
+        let server = pair.sim.server_addr;
+        assert!(matches!(pair.sim.clients[0].conn.handle_datagram(server, &mut packet, now), Ok(Datagram::Voice(_))));
+    }
+    while !matches!(pair.sim.clients[0].conn.poll_output(), voice_proto::Output::Timeout { .. }) {}
+
+    let mut received = 0;
+    for _ in 0..1000 {
+        pair.sim.now += Duration::from_millis(20);
+        let (now, server) = (pair.sim.now, pair.sim.server_addr);
+        // Client 1 and the server are outside the count: only client 0's
+        // hot path is measured.
+        let mut packet = pair.forwarded(&opus);
+        let conn = &mut pair.sim.clients[0].conn;
+        COUNTING.with(|c| c.set(true));
+        let t = conn.send_opus(&opus, now, &mut out).unwrap();
+        let got = matches!(conn.handle_datagram(server, &mut packet, now), Ok(Datagram::Voice(p)) if p.opus == opus);
+        COUNTING.with(|c| c.set(false));
+        assert!(t.len > 12 + 120 + 12, "DAVE adds its trailer");
+        received += usize::from(got);
+    }
+    assert_eq!(received, 1000);
+    assert_eq!(ALLOCATIONS.with(Cell::get), 0, "the DAVE hot path allocated");
+    assert!(pair.sim.clients[0].conn.stats().dave.frames_encrypted >= 1010);
 }
