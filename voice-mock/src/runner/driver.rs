@@ -21,6 +21,11 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// What the periodic counts line shows.
+fn counts(core: &MockServer) -> (crate::ServerStats, Vec<crate::DaveRoomInfo>) {
+    (core.stats(), core.dave_rooms())
+}
+
 struct Route {
     tx: mpsc::Sender<Out>,
     kill: Arc<Notify>,
@@ -94,18 +99,18 @@ impl Driver {
             let now = now();
             if deadline.is_some_and(|d| d <= now) {
                 self.shared.core().handle_timeout(now);
-                if let Some(log) = &mut self.log {
-                    if log.next_counts <= now {
-                        let stats = self.shared.core().stats();
-                        log.counts(now, &stats);
-                    }
+                if let Some(log) = &mut self.log
+                    && log.next_counts <= now
+                {
+                    let (stats, rooms) = counts(&self.shared.core());
+                    log.counts(now, &stats, &rooms);
                 }
             }
         }
         self.drain();
         if let Some(log) = &mut self.log {
-            let stats = self.shared.core().stats();
-            log.counts(now(), &stats);
+            let (stats, rooms) = counts(&self.shared.core());
+            log.counts(now(), &stats, &rooms);
             log.flush();
         }
     }
@@ -175,10 +180,10 @@ impl Driver {
                     if let Some(log) = &mut self.log {
                         log.close(now, conn, code);
                     }
-                    if let Some(route) = self.routes.remove(&conn) {
-                        if route.tx.try_send(Out::Close(code)).is_err() {
-                            route.kill.notify_one();
-                        }
+                    if let Some(route) = self.routes.remove(&conn)
+                        && route.tx.try_send(Out::Close(code)).is_err()
+                    {
+                        route.kill.notify_one();
                     }
                 }
                 ServerOutput::Transmit { to, bytes } => self.transmit(&core, to, bytes),
