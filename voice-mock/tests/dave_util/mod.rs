@@ -10,6 +10,7 @@
 #![allow(dead_code, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,11 @@ fn text(v: Value) -> WsFrame {
 }
 
 impl Client {
+    /// The `d` of the last JSON message with `op`.
+    pub fn last(&self, op: u8) -> Option<&Value> {
+        self.seen.iter().rev().find(|s| !s.binary && s.op == op).map(|s| &s.d)
+    }
+
     fn ids(&self) -> Vec<u64> {
         let mut ids: Vec<u64> = self.recognised.iter().copied().collect();
         ids.push(self.user);
@@ -235,10 +241,13 @@ pub struct Net {
     pub s: MockServer,
     pub now: Instant,
     pub clients: Vec<Client>,
-    queue: VecDeque<(ConnId, WsFrame)>,
+    /// To deliver, in order: a frame, or a close (`Err(code)`).
+    queue: VecDeque<(ConnId, Result<WsFrame, u16>)>,
     /// Op 22s emitted and not yet delivered, by transition id.
     executes: BTreeMap<u16, usize>,
     pub events: Vec<ServerEvent>,
+    /// Datagrams the server sent.
+    pub transmits: Vec<(SocketAddr, Vec<u8>)>,
     /// Checks run (one per transition executed, plus explicit ones).
     pub checks: usize,
 }
@@ -253,6 +262,7 @@ impl Net {
             queue: VecDeque::new(),
             executes: BTreeMap::new(),
             events: Vec::new(),
+            transmits: Vec::new(),
             checks: 0,
         }
     }
@@ -313,9 +323,14 @@ impl Net {
         self.clients.len() - 1
     }
 
+    /// The UDP address a client's Select Protocol gives.
+    pub fn udp_addr(user: u64) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40_000 + (user % 20_000) as u16))
+    }
+
     pub fn select(&mut self, user: u64) {
         let conn = self.client(user).conn.unwrap();
-        let port = 40_000 + (user % 20_000) as u16;
+        let port = Self::udp_addr(user).port();
         let select = json!({"op":1,"d":{"protocol":"udp","data":{"address":"127.0.0.1","port":port,
             "mode":"aead_aes256_gcm_rtpsize"}}});
         self.s.handle_ws_message(conn, text(select).as_message(), self.now);
@@ -373,15 +388,11 @@ impl Net {
                             *self.executes.entry(v["d"]["transition_id"].as_u64().unwrap() as u16).or_default() += 1;
                         }
                     }
-                    self.queue.push_back((conn, frame));
+                    self.queue.push_back((conn, Ok(frame)));
                 }
-                ServerOutput::WsClose { conn, code } => {
-                    if let Some(c) = self.clients.iter_mut().find(|c| c.conn == Some(conn)) {
-                        c.conn = None;
-                        c.close = Some(code);
-                    }
-                }
+                ServerOutput::WsClose { conn, code } => self.queue.push_back((conn, Err(code))),
                 ServerOutput::Event(e) => self.events.push(e),
+                ServerOutput::Transmit { to, bytes } => self.transmits.push((to, bytes)),
                 ServerOutput::Timeout(_) => return,
                 _ => {}
             }
@@ -393,6 +404,16 @@ impl Net {
         for _ in 0..100_000 {
             self.drain();
             let Some((conn, frame)) = self.queue.pop_front() else { return };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(code) => {
+                    if let Some(c) = self.clients.iter_mut().find(|c| c.conn == Some(conn)) {
+                        c.conn = None;
+                        c.close = Some(code);
+                    }
+                    continue;
+                }
+            };
             let execute = frame.as_text().and_then(|t| {
                 let v: Value = serde_json::from_str(t).ok()?;
                 (v["op"] == 22).then(|| v["d"]["transition_id"].as_u64().unwrap() as u16)
