@@ -247,6 +247,7 @@ impl MockServer {
 
     /// Hello, then close 4017 (E2EE/DAVE protocol required).
     fn refuse_without_dave(&mut self, conn: ConnId, user: Snowflake) {
+        self.make_room_for_user_stats(user);
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.user = Some(user);
         let version = c.version;

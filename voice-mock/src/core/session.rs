@@ -264,3 +264,20 @@ impl MockServer {
         list.push(super::ReceivedFrame { at: self.now, conn, op, frame });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unwrap_ack;
+
+    #[test]
+    fn a_16_bit_ack_is_read_against_the_last_seq() {
+        assert_eq!(unwrap_ack(5, 9), 5);
+        assert_eq!(unwrap_ack(-1, 70_000), -1);
+        assert_eq!(unwrap_ack(70_000, 70_000), 70_000);
+        // 65541 went out with prefix 5.
+        assert_eq!(unwrap_ack(5, 70_000), 65_541);
+        // Prefix 4465 last matched 4465: 70001 is not sent yet.
+        assert_eq!(unwrap_ack(4465, 70_000), 4465);
+        assert_eq!(unwrap_ack(0xFFFF, 0x2_0005), 0x1_FFFF);
+    }
+}

@@ -209,7 +209,7 @@ impl DaveRoom {
             cx.out.push(Effect::Binary(*to, BinaryKind::Proposals, revoke_frame(refs)));
         }
         tracing::debug!(channel = %self.channel, epoch = self.epoch, "no commit in time: proposing again");
-        self.count_commit_timeout();
+        self.counts.commit_timeouts += 1;
         self.attempt = self.attempt.saturating_add(1);
         self.phase = Phase::Idle;
         self.plan(cx);
@@ -223,7 +223,7 @@ impl DaveRoom {
         };
         let Phase::Commit(batch) = &self.phase else {
             // The epoch's commit was chosen already (or none was asked for).
-            self.count_superseded();
+            self.counts.commits_superseded += 1;
             return true;
         };
         let checked = commit::parse(body).and_then(|parsed| {
@@ -234,9 +234,9 @@ impl DaveRoom {
         });
         match checked {
             Ok(Some((parsed, changes))) => self.announce(key, user, &parsed, changes, cx),
-            Ok(None) => self.count_superseded(),
+            Ok(None) => self.counts.commits_superseded += 1,
             Err(e) => {
-                self.count_commit(false);
+                self.counts.commits_rejected += 1;
                 tracing::debug!(%user, reason = %e, "commit refused");
                 let (guild, channel) = (self.guild, self.channel);
                 cx.out.push(Effect::Event(ServerEvent::DaveCommitRejected {
@@ -335,7 +335,7 @@ impl DaveRoom {
         }
         self.epoch += 1;
         self.attempt = 0;
-        self.count_commit(true);
+        self.counts.commits_accepted += 1;
         let waiting = existing.iter().copied().chain(adds.iter().map(|a| a.key)).collect();
         let deadline = cx.now + cx.execute_timeout;
         self.phase = Phase::Ready(Transition { tid, kind: TransitionKind::Commit, waiting, deadline });

@@ -72,22 +72,6 @@ pub(crate) enum Phase {
     Execute { at: Instant, transition: Transition, timed_out: bool },
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    transitions_executed: u64,
-    transitions_timed_out: u64,
-    last_tid: Option<u16>,
-    commits_accepted: u64,
-    commits_rejected: u64,
-    commits_superseded: u64,
-    commit_timeouts: u64,
-    key_packages_accepted: u64,
-    key_packages_rejected: u64,
-    invalid_commit_welcomes: u64,
-    group_resets: u64,
-    payloads: [u64; 3],
-}
-
 /// One room: (guild, channel).
 #[derive(Debug)]
 pub(crate) struct DaveRoom {
@@ -104,7 +88,9 @@ pub(crate) struct DaveRoom {
     next_tid: u16,
     /// Batches proposed at this epoch before (see `SenderKey::add`).
     pub(crate) attempt: u32,
-    counters: Counters,
+    /// The counters of [`DaveRoomInfo`] (its other fields are filled in by
+    /// [`DaveRoom::info`]).
+    pub(crate) counts: DaveRoomInfo,
 }
 
 impl DaveRoom {
@@ -129,7 +115,7 @@ impl DaveRoom {
             phase: Phase::Idle,
             next_tid: 1,
             attempt: 0,
-            counters: Counters::default(),
+            counts: DaveRoomInfo::default(),
         }
     }
 
@@ -209,7 +195,7 @@ impl DaveRoom {
             cx.out.push(Effect::Json(parts[0], Message::DavePrepareTransition(now)));
             self.reset_group();
             self.phase = Phase::Idle;
-            self.counters.group_resets += 1;
+            self.counts.group_resets += 1;
         } else {
             self.lost(key, cx);
         }
@@ -250,7 +236,7 @@ impl DaveRoom {
         let Some(user) = self.members.get(&key).map(|m| m.user) else { return false };
         match check_key_package(body, user, cx.crypto) {
             Ok(kp) => {
-                self.counters.key_packages_accepted += 1;
+                self.counts.key_packages_accepted += 1;
                 // A key package means a fresh client state: whatever the
                 // member held or had out is void, and this one replaces
                 // the one it had.
@@ -261,7 +247,7 @@ impl DaveRoom {
                 self.plan(cx);
             }
             Err(e) => {
-                self.counters.key_packages_rejected += 1;
+                self.counts.key_packages_rejected += 1;
                 tracing::debug!(%user, reason = e.reason(), "key package refused");
                 let (guild, channel) = (self.guild, self.channel);
                 cx.out.push(Effect::Event(ServerEvent::DaveKeyPackageRejected {
@@ -291,7 +277,7 @@ impl DaveRoom {
         if !self.participating(key) {
             return false;
         }
-        self.counters.invalid_commit_welcomes += 1;
+        self.counts.invalid_commit_welcomes += 1;
         if let Some(m) = self.members.get_mut(&key) {
             m.key_package = None;
         }
@@ -330,9 +316,9 @@ impl DaveRoom {
                 }
             }
         }
-        self.counters.transitions_executed += 1;
-        self.counters.transitions_timed_out += u64::from(timed_out);
-        self.counters.last_tid = Some(t.tid);
+        self.counts.transitions_executed += 1;
+        self.counts.transitions_timed_out += u64::from(timed_out);
+        self.counts.last_transition_id = Some(t.tid);
         self.phase = Phase::Idle;
         cx.out.push(Effect::Event(ServerEvent::DaveTransitionExecuted {
             guild: self.guild,
@@ -445,33 +431,16 @@ impl DaveRoom {
 
     /// Counts a forwarded payload.
     pub(crate) fn count_payload(&mut self, kind: PayloadKind) {
-        let i = match kind {
-            PayloadKind::Dave => 0,
-            PayloadKind::Silence => 1,
-            PayloadKind::Plaintext => 2,
+        let count = match kind {
+            PayloadKind::Dave => &mut self.counts.payloads_with_trailer,
+            PayloadKind::Silence => &mut self.counts.payloads_silence,
+            PayloadKind::Plaintext => &mut self.counts.payloads_plaintext,
         };
-        self.counters.payloads[i] += 1;
-    }
-
-    pub(crate) fn count_commit(&mut self, accepted: bool) {
-        if accepted {
-            self.counters.commits_accepted += 1;
-        } else {
-            self.counters.commits_rejected += 1;
-        }
-    }
-
-    pub(crate) fn count_superseded(&mut self) {
-        self.counters.commits_superseded += 1;
-    }
-
-    pub(crate) fn count_commit_timeout(&mut self) {
-        self.counters.commit_timeouts += 1;
+        *count += 1;
     }
 
     /// A snapshot.
     pub(crate) fn info(&self) -> DaveRoomInfo {
-        let c = &self.counters;
         let pending = self
             .members
             .iter()
@@ -486,20 +455,7 @@ impl DaveRoom {
             roster: self.roster.users(),
             pending,
             busy: !matches!(self.phase, Phase::Idle),
-            transitions_executed: c.transitions_executed,
-            transitions_timed_out: c.transitions_timed_out,
-            last_transition_id: c.last_tid,
-            commits_accepted: c.commits_accepted,
-            commits_rejected: c.commits_rejected,
-            commits_superseded: c.commits_superseded,
-            commit_timeouts: c.commit_timeouts,
-            key_packages_accepted: c.key_packages_accepted,
-            key_packages_rejected: c.key_packages_rejected,
-            invalid_commit_welcomes: c.invalid_commit_welcomes,
-            group_resets: c.group_resets,
-            payloads_with_trailer: c.payloads[0],
-            payloads_silence: c.payloads[1],
-            payloads_plaintext: c.payloads[2],
+            ..self.counts.clone()
         }
     }
 }
