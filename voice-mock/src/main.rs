@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use voice_mock::{Fault, RunnerConfig, Server, ServerConfig};
+use std::time::Duration;
+
+use voice_mock::{DavePolicy, Fault, RunnerConfig, Server, ServerConfig};
 use voice_rtp::Mode;
 
 const HELP: &str = "\
@@ -34,6 +36,21 @@ OPTIONS:
                          no heartbeat for 1.5 intervals closes with 4009
     --require-token      refuse tokens not issued in-process (4004); rarely useful here
     --no-tls             do not serve wss
+    --dave POLICY        DAVE end-to-end encryption (the server is the MLS
+                         external sender and delivery service):
+                           required  every room runs DAVE version 1; an Identify
+                                     without max_dave_protocol_version >= 1 is
+                                     closed with 4017 after Hello (default)
+                           optional  DAVE while every member of a room supports
+                                     it, version 0 while any does not
+                                     (downgrade on join, upgrade on leave)
+                           off       version 0 for everyone
+    --dave-execute-timeout-ms MS
+                         op 22 goes this long after a transition was announced
+                         even if not every member sent op 23 (default 2000)
+    --dave-commit-timeout-ms MS
+                         proposals without a valid commit this long are revoked
+                         and proposed again (default 5000)
     --fault SPEC         inject a fault; repeatable:
         close:CODE:SECS          close each session with CODE, SECS after it identified
         close-user:USER:CODE[:SECS]  close one user's websocket
@@ -42,12 +59,26 @@ OPTIONS:
         udp-reorder:P            swap a share P of forwarded datagrams with the next one
         udp-delay-ms:MS          delay every forwarded datagram by MS
         refuse-resume            answer every Resume with 4006
+        dave-corrupt-welcome[:USER]  flip a byte of the next op 30 (to USER)
+        dave-corrupt-commit[:USER]   flip a byte of the next op 29 (to USER)
+        dave-delay-execute-ms:MS     send op 22 MS after a transition is ready
+        dave-drop-ready:USER         ignore USER's op 23 (transitions time out)
     -h, --help           print this help
 ";
 
 struct Args {
     config: RunnerConfig,
     cert_out: Option<PathBuf>,
+}
+
+/// A duration in whole milliseconds, 1 to 600000.
+fn millis(parser: &mut lexopt::Parser) -> Result<Duration, lexopt::Error> {
+    use lexopt::ValueExt;
+    let ms: u64 = parser.value()?.parse()?;
+    if !(1..=600_000).contains(&ms) {
+        return Err("milliseconds must be between 1 and 600000".into());
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -85,6 +116,12 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("require-token") => server.require_token = true,
             Long("no-tls") => config.tls = false,
+            Long("dave") => {
+                let name: String = parser.value()?.parse()?;
+                server.dave = DavePolicy::from_name(&name).ok_or("--dave takes required, optional or off")?;
+            }
+            Long("dave-execute-timeout-ms") => server.dave_execute_timeout = millis(&mut parser)?,
+            Long("dave-commit-timeout-ms") => server.dave_commit_timeout = millis(&mut parser)?,
             Long("fault") => faults.push(parser.value()?.parse::<String>()?),
             Short('h') | Long("help") => {
                 print!("{HELP}");

@@ -42,11 +42,25 @@ fn spawn(args: &[&str]) -> (Kill, Value) {
 fn help_lists_faults() {
     let out = Command::new(env!("CARGO_BIN_EXE_voice-mock")).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for needle in ["--ws-port", "--legacy-modes", "--cert-out", "--log", "udp-drop", "refuse-resume", "--seed"] {
+    for needle in [
+        "--ws-port",
+        "--legacy-modes",
+        "--cert-out",
+        "--log",
+        "udp-drop",
+        "refuse-resume",
+        "--seed",
+        "--dave POLICY",
+        "--dave-execute-timeout-ms",
+        "dave-corrupt-welcome",
+        "dave-drop-ready",
+    ] {
         assert!(help.contains(needle), "{needle}");
     }
-    let bad = Command::new(env!("CARGO_BIN_EXE_voice-mock")).args(["--fault", "nope"]).output().unwrap();
-    assert!(!bad.status.success());
+    for args in [&["--fault", "nope"][..], &["--dave", "maybe"], &["--dave-execute-timeout-ms", "0"]] {
+        let bad = Command::new(env!("CARGO_BIN_EXE_voice-mock")).args(args).output().unwrap();
+        assert!(!bad.status.success(), "{args:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +79,8 @@ async fn binary_serves_wss_with_faults_and_logs() {
         "close:4015:0.5",
         "--seed",
         "7",
+        "--dave",
+        "off",
     ]);
     assert_eq!(ready["cert"], cert.to_str().unwrap());
     let pem = std::fs::read_to_string(&cert).unwrap();

@@ -6,13 +6,18 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use voice_mock::{ConnId, Fault, JoinInfo, MockServer, ServerConfig, ServerOutput};
+use voice_mock::{ConnId, DavePolicy, Fault, JoinInfo, MockServer, ServerConfig, ServerOutput};
 use voice_proto::wire::{GatewayVersion, Snowflake, WsFrame, WsMessage};
 use voice_rtp::discovery::{self, Discovery};
 use voice_rtp::{Cipher, Mode, RtpHeader, Sealer, SecretKey};
 
 const G: Snowflake = Snowflake(100);
 const CH: Snowflake = Snowflake(200);
+
+/// These tests are about the gateway and the SFU, not DAVE (dave.rs).
+fn off() -> ServerConfig {
+    ServerConfig { dave: DavePolicy::Off, ..ServerConfig::default() }
+}
 
 struct Harness {
     s: MockServer,
@@ -97,7 +102,7 @@ fn hb(nonce: u64, seq_ack: i64) -> Value {
 
 #[test]
 fn identify_gives_hello_then_ready_with_seq_from_1() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let join = h.s.join(G, CH, Snowflake(1));
     assert_eq!(join.token.expose().split_once('.').unwrap().0, "200");
     let (conn, d) = h.identify(&join, GatewayVersion::V8);
@@ -118,7 +123,7 @@ fn identify_gives_hello_then_ready_with_seq_from_1() {
 
 #[test]
 fn select_protocol_gives_session_description_and_heartbeat_ack() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let join = h.s.join(G, CH, Snowflake(1));
     let (conn, _) = h.identify(&join, GatewayVersion::V8);
     let d = h.text(conn, select("aead_xchacha20_poly1305_rtpsize"));
@@ -135,7 +140,7 @@ fn select_protocol_gives_session_description_and_heartbeat_ack() {
 
 #[test]
 fn v4_frames_carry_no_seq_and_bare_heartbeats() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let join = h.s.join(G, CH, Snowflake(1));
     let (conn, d) = h.identify(&join, GatewayVersion::V4);
     let mut all = d.texts;
@@ -151,7 +156,7 @@ fn v4_frames_carry_no_seq_and_bare_heartbeats() {
 
 #[test]
 fn resume_replays_messages_after_seq_ack() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let a = h.s.join(G, CH, Snowflake(1));
     let (ca, _) = h.identify(&a, GatewayVersion::V8); // seq 1 Hello, 2 Ready
     h.s.handle_ws_close(ca, Some(1006), h.now);
@@ -171,7 +176,7 @@ fn resume_replays_messages_after_seq_ack() {
 
 #[test]
 fn resume_with_old_seq_ack_replays_ready_and_unknown_resume_is_4006() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let a = h.s.join(G, CH, Snowflake(1));
     let (ca, _) = h.identify(&a, GatewayVersion::V8);
     h.s.handle_ws_close(ca, None, h.now);
@@ -225,7 +230,7 @@ fn close_codes_for_bad_clients() {
 
 #[test]
 fn required_token_gives_4004_and_4011() {
-    let config = ServerConfig { require_token: true, ..ServerConfig::default() };
+    let config = ServerConfig { require_token: true, ..off() };
     let mut h = Harness::new(config);
     let mut join = h.s.join(G, CH, Snowflake(1));
     let good = join.clone();
@@ -243,7 +248,7 @@ fn required_token_gives_4004_and_4011() {
 
 #[test]
 fn heartbeat_timeout_closes_with_4009() {
-    let mut h = Harness::new(ServerConfig { heartbeat_interval_ms: 1000.0, ..ServerConfig::default() });
+    let mut h = Harness::new(ServerConfig { heartbeat_interval_ms: 1000.0, ..off() });
     let join = h.s.join(G, CH, Snowflake(1));
     let (conn, _) = h.identify(&join, GatewayVersion::V8);
     assert!(h.advance(Duration::from_millis(1400)).closes.is_empty());
@@ -256,7 +261,7 @@ fn heartbeat_timeout_closes_with_4009() {
 
 #[test]
 fn faults_close_after_stop_acks_and_refuse_resume() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let join = h.s.join(G, CH, Snowflake(1));
     let (conn, _) = h.identify(&join, GatewayVersion::V8);
     h.s.inject(Fault::StopHeartbeatAcks { user: None }, h.now);
@@ -278,7 +283,7 @@ fn faults_close_after_stop_acks_and_refuse_resume() {
 
 #[test]
 fn move_client_closes_with_4014_or_4022_and_issues_new_token() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let join = h.s.join(G, CH, Snowflake(1));
     let (conn, _) = h.identify(&join, GatewayVersion::V8);
     let moved = h.s.move_client(Snowflake(1), G, Some(Snowflake(201)), None, h.now).unwrap();
@@ -339,7 +344,7 @@ fn rtp(sealer: &mut Sealer, seq: u16, ts: u32, ssrc: u32, opus: &[u8]) -> Vec<u8
 
 #[test]
 fn sfu_reencrypts_announces_first_and_strips_extensions() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let a = connect(&mut h, 1, 40001, Mode::Aes256GcmRtpSize);
     let b = connect(&mut h, 2, 40002, Mode::XChaCha20Poly1305RtpSize);
     let mut sealer = Sealer::new(Cipher::new(Mode::Aes256GcmRtpSize, &a.key), 9);
@@ -374,7 +379,7 @@ fn sfu_reencrypts_announces_first_and_strips_extensions() {
 #[test]
 fn udp_faults_are_seeded_and_counted() {
     let run = |seed: u64| {
-        let mut h = Harness::new(ServerConfig { seed, ..ServerConfig::default() });
+        let mut h = Harness::new(ServerConfig { seed, ..off() });
         let a = connect(&mut h, 1, 40001, Mode::Aes256GcmRtpSize);
         let _b = connect(&mut h, 2, 40002, Mode::Aes256GcmRtpSize);
         h.s.inject(Fault::UdpLoss { drop: 0.2, reorder: 0.1, delay: Duration::from_millis(30) }, h.now);
@@ -400,7 +405,7 @@ fn udp_faults_are_seeded_and_counted() {
 
 #[test]
 fn clients_connect_and_disconnect_reach_the_room() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let a = connect(&mut h, 1, 40001, Mode::Aes256GcmRtpSize);
     let jb = h.s.join(G, CH, Snowflake(2));
     let (cb, d) = h.identify(&jb, GatewayVersion::V8);
@@ -431,7 +436,7 @@ fn clients_connect_and_disconnect_reach_the_room() {
 #[test]
 fn same_seed_same_outputs() {
     let run = || {
-        let mut h = Harness::new(ServerConfig { seed: 5, ..ServerConfig::default() });
+        let mut h = Harness::new(ServerConfig { seed: 5, ..off() });
         let j = h.s.join(G, CH, Snowflake(1));
         let (conn, mut d) = h.identify(&j, GatewayVersion::V8);
         d.texts.extend(h.text(conn, select("aead_aes256_gcm_rtpsize")).texts);
@@ -442,7 +447,7 @@ fn same_seed_same_outputs() {
 
 #[test]
 fn limits_hold_under_many_connections() {
-    let mut config = ServerConfig::default();
+    let mut config = off();
     config.limits.max_conns = 10;
     config.limits.max_sessions = 3;
     let mut h = Harness::new(config);
@@ -460,7 +465,7 @@ fn limits_hold_under_many_connections() {
 
 #[test]
 fn switching_mode_changes_the_key_so_no_nonce_repeats() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = Harness::new(off());
     let join = h.s.join(G, CH, Snowflake(1));
     let (conn, _) = h.identify(&join, GatewayVersion::V8);
     let keys: Vec<Value> = ["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize", "aead_aes256_gcm_rtpsize"]
@@ -477,7 +482,7 @@ fn switching_mode_changes_the_key_so_no_nonce_repeats() {
 
 #[test]
 fn per_user_statistics_stay_bounded_under_a_stream_of_new_users() {
-    let mut config = ServerConfig::default();
+    let mut config = off();
     config.limits.max_sessions = 8;
     let cap = 32;
     let mut h = Harness::new(config);

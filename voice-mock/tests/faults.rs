@@ -25,7 +25,7 @@ async fn ready_client(server: &Server, user: u64) -> TestClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_now_and_after() {
-    let server = Server::start(RunnerConfig::default()).await.unwrap();
+    let server = Server::start(common::no_dave()).await.unwrap();
     let mut a = ready_client(&server, 1).await;
     server.inject(Fault::CloseUser { user: Snowflake(1), code: 4015, after: None });
     assert_eq!(a.wait_close(T).await, Some(4015));
@@ -42,7 +42,7 @@ async fn close_now_and_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_each_from_command_line_spec() {
     let faults = Fault::parse_specs(&["close:4014:0.3"]).unwrap();
-    let server = Server::start(RunnerConfig { faults, ..RunnerConfig::default() }).await.unwrap();
+    let server = Server::start(RunnerConfig { faults, ..common::no_dave() }).await.unwrap();
     let mut a = ready_client(&server, 1).await;
     assert_eq!(a.wait_close(T).await, Some(4014));
     server.shutdown().await;
@@ -50,10 +50,8 @@ async fn close_each_from_command_line_spec() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_heartbeat_ack_and_heartbeat_timeout() {
-    let config = RunnerConfig {
-        server: ServerConfig { heartbeat_interval_ms: 400.0, ..ServerConfig::default() },
-        ..RunnerConfig::default()
-    };
+    let config =
+        RunnerConfig { server: ServerConfig { heartbeat_interval_ms: 400.0, ..common::plain() }, ..common::no_dave() };
     let server = Server::start(config).await.unwrap();
     let mut a = ready_client(&server, 1).await;
     a.heartbeat(11).await;
@@ -81,8 +79,7 @@ async fn count_received(b: &mut TestClient, n: usize) -> Vec<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_drop_reorder_delay() {
-    let config =
-        RunnerConfig { server: ServerConfig { seed: 9, ..ServerConfig::default() }, ..RunnerConfig::default() };
+    let config = RunnerConfig { server: ServerConfig { seed: 9, ..common::plain() }, ..common::no_dave() };
     let server = Server::start(config).await.unwrap();
     let mut a = ready_client(&server, 1).await;
     let mut b = ready_client(&server, 2).await;
@@ -125,7 +122,7 @@ async fn udp_drop_reorder_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn move_client_closes_4014_and_new_token_works() {
-    let server = Server::start(RunnerConfig::default()).await.unwrap();
+    let server = Server::start(common::no_dave()).await.unwrap();
     let mut a = ready_client(&server, 1).await;
     let old = a.join.clone().unwrap();
     let moved = server.move_client(Snowflake(1), G, Some(Snowflake(3)), None).unwrap();
@@ -140,7 +137,7 @@ async fn move_client_closes_4014_and_new_token_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_works_then_refused_with_4006() {
-    let server = Server::start(RunnerConfig::default()).await.unwrap();
+    let server = Server::start(common::no_dave()).await.unwrap();
     let a = ready_client(&server, 1).await;
     let join = a.join.clone().unwrap();
     let resume = |seq_ack: i64| json!({"op":7,"d":{"server_id":"1","session_id":join.session_id,"token":join.token.expose(),"seq_ack":seq_ack}});
@@ -161,7 +158,7 @@ async fn resume_works_then_refused_with_4006() {
 /// interval times out (4009) without a real wait.
 #[tokio::test(start_paused = true)]
 async fn paused_time_heartbeat_timeout() {
-    let server = Server::start(RunnerConfig { tls: false, ..RunnerConfig::default() }).await.unwrap();
+    let server = Server::start(RunnerConfig { tls: false, ..common::no_dave() }).await.unwrap();
     let join = server.join(G, CH, Snowflake(1));
     let mut c = TestClient::connect(&join.endpoint, 8, None).await;
     c.identify(&join).await;

@@ -33,7 +33,7 @@ async fn good_pair_exchange(server: &Server, channel: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_datagrams_and_malformed_frames() {
-    let server = Server::start(RunnerConfig::default()).await.unwrap();
+    let server = Server::start(common::no_dave()).await.unwrap();
     let to = format!("127.0.0.1:{}", server.udp_port());
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut rng = fastrand::Rng::with_seed(1);
@@ -90,7 +90,7 @@ async fn junk_datagrams_and_malformed_frames() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off() {
-    let config = RunnerConfig { conn_queue: 32, write_timeout: Duration::from_millis(500), ..RunnerConfig::default() };
+    let config = RunnerConfig { conn_queue: 32, write_timeout: Duration::from_millis(500), ..common::no_dave() };
     let server = Server::start(config).await.unwrap();
     // The sleeper: identifies, then never reads again (tiny receive buffer).
     let join = server.join(Snowflake(1), Snowflake(2), Snowflake(7));

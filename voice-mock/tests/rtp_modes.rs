@@ -8,12 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::{T, TestClient};
-use voice_mock::{RunnerConfig, Server, ServerConfig};
+use voice_mock::{RunnerConfig, Server};
 use voice_proto::wire::Snowflake;
 use voice_rtp::Mode;
 
 async fn legacy_server() -> Server {
-    let config = RunnerConfig { server: ServerConfig::default().with_legacy_modes(), ..RunnerConfig::default() };
+    let config = RunnerConfig { server: common::plain().with_legacy_modes(), ..common::no_dave() };
     Server::start(config).await.unwrap()
 }
 
@@ -73,7 +73,7 @@ async fn every_mode_over_ws() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_modes_over_wss_and_v4() {
-    let server = Server::start(RunnerConfig::default()).await.unwrap();
+    let server = Server::start(common::no_dave()).await.unwrap();
     exchange(&server, Mode::Aes256GcmRtpSize, Mode::XChaCha20Poly1305RtpSize, true, 8, 300).await;
     exchange(&server, Mode::XChaCha20Poly1305RtpSize, Mode::Aes256GcmRtpSize, false, 4, 301).await;
     server.shutdown().await;
@@ -81,7 +81,7 @@ async fn live_modes_over_wss_and_v4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_are_separate() {
-    let server = Server::start(RunnerConfig::default()).await.unwrap();
+    let server = Server::start(common::no_dave()).await.unwrap();
     let g = Snowflake(1);
     let ja = server.join(g, Snowflake(10), Snowflake(1));
     let jb = server.join(g, Snowflake(11), Snowflake(2));

@@ -26,6 +26,11 @@ pub struct Limits {
     pub max_pending_outputs: usize,
     /// Datagrams held back by the delay / reorder faults.
     pub max_delayed: usize,
+    /// Members of one room's DAVE group; clients beyond this stay pending
+    /// (their key packages are kept, not proposed) until a seat frees up.
+    /// Keeps the MLS tree, and the Welcome of a join, within
+    /// `max_frame_bytes`.
+    pub dave_group_members: usize,
 }
 
 impl Default for Limits {
@@ -40,7 +45,44 @@ impl Default for Limits {
             received_frames: 4096,
             max_pending_outputs: 65_536,
             max_delayed: 4096,
+            dave_group_members: 128,
         }
+    }
+}
+
+/// Whether the server runs DAVE (end-to-end encryption, DAVE.md §5), and for
+/// whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DavePolicy {
+    /// As Discord since March 2026: every room runs DAVE protocol version 1,
+    /// and a client whose Identify offers no DAVE (`max_dave_protocol_version`
+    /// absent or 0) is closed with 4017 right after Hello, without a session.
+    #[default]
+    Required,
+    /// As Discord before March 2026: a room runs version 1 while all its
+    /// members support DAVE and version 0 while any does not, with a
+    /// downgrade when a client without DAVE joins and an upgrade when the
+    /// last one leaves.
+    Optional,
+    /// No DAVE: Session Description says version 0 to everyone and the DAVE
+    /// frames clients send are ignored.
+    Off,
+}
+
+impl DavePolicy {
+    /// The name used on the command line: `required`, `optional` or `off`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DavePolicy::Required => "required",
+            DavePolicy::Optional => "optional",
+            DavePolicy::Off => "off",
+        }
+    }
+
+    /// The policy for a command-line name.
+    pub fn from_name(name: &str) -> Option<DavePolicy> {
+        [DavePolicy::Required, DavePolicy::Optional, DavePolicy::Off].into_iter().find(|p| p.as_str() == name)
     }
 }
 
@@ -58,11 +100,17 @@ pub struct ServerConfig {
     pub udp_addr: SocketAddr,
     /// The endpoint (`host:port`) handed out by `join`.
     pub ws_endpoint: String,
-    /// Seed of every random choice (SSRCs, keys, ids, UDP faults).
+    /// Seed of every random choice (SSRCs, keys, ids, UDP faults, and each
+    /// room's DAVE signing key).
     pub seed: u64,
-    /// DAVE protocol version offered; the mock implements no DAVE, so keep 0.
-    /// Session Description reports the lower of this and the client's maximum.
-    pub dave_protocol_version: u16,
+    /// Whether rooms run DAVE. Default [`DavePolicy::Required`].
+    pub dave: DavePolicy,
+    /// How long a DAVE transition waits for every member's op 23 before
+    /// op 22 executes it anyway (default 2 s).
+    pub dave_execute_timeout: Duration,
+    /// How long a batch of DAVE proposals (op 27) waits for a valid commit
+    /// (op 28) before it is revoked and proposed again (default 5 s).
+    pub dave_commit_timeout: Duration,
     /// A connection that sends no heartbeat for this many heartbeat intervals
     /// (counted from Hello, or from accept before Identify) is closed with
     /// 4009. Default 1.5.
@@ -82,7 +130,9 @@ impl Default for ServerConfig {
             udp_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 50_000)),
             ws_endpoint: "127.0.0.1:443".to_owned(),
             seed: 0x5eed,
-            dave_protocol_version: 0,
+            dave: DavePolicy::Required,
+            dave_execute_timeout: Duration::from_secs(2),
+            dave_commit_timeout: Duration::from_secs(5),
             heartbeat_timeout_factor: 1.5,
             resume_window: Duration::from_secs(30),
             limits: Limits::default(),

@@ -1,5 +1,7 @@
 //! Faults to inject: scripted closes, withheld heartbeat ACKs, refused
-//! resumes, and loss / delay / reordering of the datagrams the server sends.
+//! resumes, loss / delay / reordering of the datagrams the server sends,
+//! and DAVE faults (corrupt welcomes and commits, late or missed
+//! executions).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -55,6 +57,75 @@ pub enum Fault {
     },
     /// Refuse every Resume with 4006 (`true`) or accept them again.
     RefuseResumes(bool),
+    /// Flip a byte of the next DAVE Welcome (op 30) sent to `user`, or to
+    /// anyone when `None`. The client cannot join and recovers (op 31, a
+    /// new key package); the server removes and re-adds it.
+    DaveCorruptWelcome {
+        /// The receiver, or the first one.
+        user: Option<Snowflake>,
+    },
+    /// Flip a byte of the next commit announced (op 29) to `user`, or to
+    /// anyone when `None`.
+    DaveCorruptCommit {
+        /// The receiver, or the first one.
+        user: Option<Snowflake>,
+    },
+    /// Send op 22 this long after a transition is ready (or timed out);
+    /// zero turns it off.
+    DaveDelayExecute(Duration),
+    /// Ignore `user`'s op 23 (transition ready), so that its transitions
+    /// run into the execute timeout.
+    DaveDropTransitionReady {
+        /// The member.
+        user: Snowflake,
+    },
+}
+
+/// One-shot corruptions waiting, at most this many of each kind.
+const MAX_CORRUPTIONS: usize = 64;
+
+/// DAVE fault settings in force.
+#[derive(Debug, Default)]
+pub(crate) struct DaveFaults {
+    corrupt_welcome: Vec<Option<Snowflake>>,
+    corrupt_commit: Vec<Option<Snowflake>>,
+    pub(crate) execute_delay: Duration,
+    pub(crate) drop_ready: BTreeSet<Snowflake>,
+}
+
+impl DaveFaults {
+    fn arm(list: &mut Vec<Option<Snowflake>>, user: Option<Snowflake>) {
+        if list.len() < MAX_CORRUPTIONS {
+            list.push(user);
+        }
+    }
+
+    /// Whether the next op 29 (`commit`) or op 30 to `user` is corrupted
+    /// (the fault is used up).
+    pub(crate) fn take_corruption(&mut self, commit: bool, user: Snowflake) -> bool {
+        let list = if commit { &mut self.corrupt_commit } else { &mut self.corrupt_welcome };
+        match list.iter().position(|u| u.is_none_or(|u| u == user)) {
+            Some(i) => {
+                list.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Applies one of the DAVE faults; false if `fault` is not one.
+    pub(crate) fn inject(&mut self, fault: &Fault) -> bool {
+        match *fault {
+            Fault::DaveCorruptWelcome { user } => Self::arm(&mut self.corrupt_welcome, user),
+            Fault::DaveCorruptCommit { user } => Self::arm(&mut self.corrupt_commit, user),
+            Fault::DaveDelayExecute(d) => self.execute_delay = d,
+            Fault::DaveDropTransitionReady { user } => {
+                self.drop_ready.insert(user);
+            }
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// Fault settings in force.
@@ -67,6 +138,7 @@ pub(crate) struct FaultState {
     /// (when, user, code), kept sorted by insertion; scanned on timeouts.
     pub(crate) scheduled: Vec<(Instant, Snowflake, u16)>,
     pub(crate) udp: UdpImpairment,
+    pub(crate) dave: DaveFaults,
 }
 
 impl FaultState {
@@ -296,6 +368,10 @@ impl Fault {
     /// * `no-heartbeat-ack`: never answer heartbeats.
     /// * `udp-drop:P`, `udp-reorder:P` (shares 0..1), `udp-delay-ms:MS`.
     /// * `refuse-resume`: answer every Resume with 4006.
+    /// * `dave-corrupt-welcome[:USER_ID]`, `dave-corrupt-commit[:USER_ID]`:
+    ///   corrupt the next op 30 / op 29 (to that user).
+    /// * `dave-delay-execute-ms:MS`: send op 22 MS after readiness.
+    /// * `dave-drop-ready:USER_ID`: ignore that user's op 23.
     pub fn parse_specs<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Fault>, FaultParseError> {
         let mut out = Vec::new();
         let (mut drop, mut reorder, mut delay, mut udp) = (0.0, 0.0, Duration::ZERO, false);
@@ -313,6 +389,13 @@ impl Fault {
             };
             let code =
                 |s: &str| s.parse::<u16>().ok().filter(|c| *c >= 1000).ok_or_else(|| err("expected a close code"));
+            let millis = |s: &str| {
+                s.parse::<u64>()
+                    .ok()
+                    .filter(|m| *m <= 60_000)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| err("expected milliseconds"))
+            };
             match parts.as_slice() {
                 ["close", c, after] => out.push(Fault::CloseEach { code: code(c)?, after: secs(after)? }),
                 ["close-user", u, c] | ["close-user", u, c, ..] if parts.len() <= 4 => {
@@ -322,13 +405,21 @@ impl Fault {
                 }
                 ["no-heartbeat-ack"] => out.push(Fault::StopHeartbeatAcks { user: None }),
                 ["refuse-resume"] => out.push(Fault::RefuseResumes(true)),
+                ["dave-corrupt-welcome", rest @ ..] | ["dave-corrupt-commit", rest @ ..] if rest.len() <= 1 => {
+                    let user = rest.first().map(|u| u.parse().map_err(|_| err("expected a user id"))).transpose()?;
+                    out.push(if parts[0] == "dave-corrupt-welcome" {
+                        Fault::DaveCorruptWelcome { user }
+                    } else {
+                        Fault::DaveCorruptCommit { user }
+                    });
+                }
+                ["dave-delay-execute-ms", ms] => out.push(Fault::DaveDelayExecute(millis(ms)?)),
+                ["dave-drop-ready", u] => {
+                    out.push(Fault::DaveDropTransitionReady { user: u.parse().map_err(|_| err("expected a user id"))? })
+                }
                 ["udp-drop", p] => (drop, udp) = (share(p)?, true),
                 ["udp-reorder", p] => (reorder, udp) = (share(p)?, true),
-                ["udp-delay-ms", ms] => {
-                    let ms =
-                        ms.parse::<u64>().ok().filter(|m| *m <= 60_000).ok_or_else(|| err("expected milliseconds"))?;
-                    (delay, udp) = (Duration::from_millis(ms), true);
-                }
+                ["udp-delay-ms", ms] => (delay, udp) = (millis(ms)?, true),
                 _ => return Err(err("unknown fault")),
             }
         }
@@ -358,5 +449,35 @@ mod parse_tests {
         assert!(Fault::parse_specs(&["udp-drop:2"]).is_err());
         assert!(Fault::parse_specs(&["bogus"]).is_err());
         assert!(Fault::parse_specs(&["close:12:1"]).is_err());
+        assert_eq!(
+            Fault::parse_specs(&[
+                "dave-corrupt-welcome",
+                "dave-corrupt-commit:9",
+                "dave-delay-execute-ms:250",
+                "dave-drop-ready:8"
+            ])
+            .unwrap(),
+            vec![
+                Fault::DaveCorruptWelcome { user: None },
+                Fault::DaveCorruptCommit { user: Some(Snowflake(9)) },
+                Fault::DaveDelayExecute(Duration::from_millis(250)),
+                Fault::DaveDropTransitionReady { user: Snowflake(8) },
+            ]
+        );
+        assert!(Fault::parse_specs(&["dave-drop-ready"]).is_err());
+        assert!(Fault::parse_specs(&["dave-corrupt-commit:x"]).is_err());
+    }
+
+    #[test]
+    fn corruptions_are_one_shot_and_per_user() {
+        let mut d = DaveFaults::default();
+        assert!(d.inject(&Fault::DaveCorruptWelcome { user: Some(Snowflake(2)) }));
+        assert!(d.inject(&Fault::DaveCorruptCommit { user: None }));
+        assert!(!d.take_corruption(false, Snowflake(1)));
+        assert!(d.take_corruption(false, Snowflake(2)));
+        assert!(!d.take_corruption(false, Snowflake(2)));
+        assert!(d.take_corruption(true, Snowflake(5)));
+        assert!(!d.take_corruption(true, Snowflake(5)));
+        assert!(!d.inject(&Fault::RefuseResumes(true)));
     }
 }

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use voice_proto::wire::{
     DaveBinary, GatewayVersion, HeartbeatAck, Hello, Identify, Message, Ready, Resume, SelectProtocol,
-    SessionDescription, Snowflake, Speaking, WireError, WsMessage,
+    SessionDescription, Snowflake, Speaking, WireError, WsFrame, WsMessage,
 };
 use voice_rtp::{Cipher, Mode, Sealer};
 
+use super::config::DavePolicy;
 use super::room::speaking_of;
-use super::session::{Session, SessionKey};
+use super::session::{Outgoing, Session, SessionKey, unwrap_ack};
 use super::{ConnId, MockServer, ServerEvent, ServerOutput};
 
 /// Close codes (PROTOCOL.md §2.7).
@@ -26,6 +27,7 @@ pub(crate) mod code {
     pub(crate) const UNKNOWN_PROTOCOL: u16 = 4012;
     pub(crate) const DISCONNECTED: u16 = 4014;
     pub(crate) const UNKNOWN_MODE: u16 = 4016;
+    pub(crate) const E2EE_REQUIRED: u16 = 4017;
     pub(crate) const BAD_REQUEST: u16 = 4020;
     pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
 }
@@ -35,8 +37,8 @@ fn client_op(op: u8) -> bool {
     matches!(op, 0 | 1 | 3 | 5 | 7) || ignored_client_op(op)
 }
 
-/// Opcodes a client may send that the mock ignores (DAVE replies and the
-/// undocumented ones of PROTOCOL.md §2.3).
+/// Opcodes a client may send that the mock ignores (the undocumented ones
+/// of PROTOCOL.md §2.3) or reads only in the DAVE flow (23, 31).
 fn ignored_client_op(op: u8) -> bool {
     matches!(op, 10 | 12 | 14..=20 | 23 | 31)
 }
@@ -78,12 +80,10 @@ impl MockServer {
     fn binary_frame(&mut self, conn: ConnId, bytes: &[u8]) -> Option<u8> {
         let op = bytes.first().copied();
         match DaveBinary::parse_client(bytes) {
-            Ok(DaveBinary::KeyPackage(_) | DaveBinary::CommitWelcome(_)) => {
-                if self.conn_session(conn).is_none() {
-                    self.close_conn(conn, code::NOT_AUTHENTICATED);
-                }
-                // DAVE is not implemented: nothing to do with MLS messages.
-            }
+            Ok(msg @ (DaveBinary::KeyPackage(_) | DaveBinary::CommitWelcome(_))) => match self.conn_session(conn) {
+                Some(key) => self.dave_client_binary(key, msg),
+                None => self.close_conn(conn, code::NOT_AUTHENTICATED),
+            },
             Ok(_) | Err(WireError::UnknownBinaryOpcode(_)) => self.close_conn(conn, code::UNKNOWN_OPCODE),
             Err(_) => {
                 self.stats.malformed_frames += 1;
@@ -134,7 +134,11 @@ impl MockServer {
             (Message::Heartbeat(h), Some(key)) => self.heartbeat(conn, key, h.nonce, h.seq_ack),
             (Message::SelectProtocol(sp), Some(key)) => self.select_protocol(conn, key, sp),
             (Message::Speaking(sp), Some(key)) => self.speaking(key, sp),
-            (_, Some(_)) => {} // DAVE replies and undocumented opcodes: ignored.
+            (Message::DaveTransitionReady(t), Some(key)) => self.dave_transition_ready(key, t.transition_id),
+            (Message::DaveMlsInvalidCommitWelcome(t), Some(key)) => {
+                self.dave_invalid_commit_welcome(key, t.transition_id)
+            }
+            (_, Some(_)) => {} // Undocumented opcodes: ignored.
         }
         Some(op)
     }
@@ -165,6 +169,12 @@ impl MockServer {
             Some(g) if g.guild == id.server_id && g.user == id.user_id => g.channel,
             _ => id.token.expose().split_once('.').and_then(|(c, _)| c.parse().ok()).unwrap_or(Snowflake(0)),
         };
+        let offers_dave = id.max_dave_protocol_version.unwrap_or(0) >= 1;
+        if self.config.dave == DavePolicy::Required && !offers_dave {
+            // As Discord: Hello, then 4017. No session is made, so there is
+            // nothing to resume and the client cannot loop on one.
+            return self.refuse_without_dave(conn, id.user_id);
+        }
         if let Some(&old) = self.by_user.get(&(id.server_id, id.user_id)) {
             // A fresh Identify replaces the user's old session in this guild.
             self.end_session_with_close(old, code::DISCONNECTED);
@@ -177,7 +187,6 @@ impl MockServer {
         self.next_session += 1;
         let ssrc = self.alloc_ssrc();
         let secret = self.random_key();
-        let dave = self.config.dave_protocol_version.min(id.max_dave_protocol_version.unwrap_or(0));
         let session = Session {
             guild: id.server_id,
             channel,
@@ -186,7 +195,8 @@ impl MockServer {
             token: id.token.clone(),
             ssrc,
             secret,
-            dave,
+            dave_capable: offers_dave && self.config.dave != DavePolicy::Off,
+            introduced: false,
             mode: None,
             sealer: None,
             udp: None,
@@ -235,6 +245,19 @@ impl MockServer {
         }));
     }
 
+    /// Hello, then close 4017 (E2EE/DAVE protocol required).
+    fn refuse_without_dave(&mut self, conn: ConnId, user: Snowflake) {
+        self.make_room_for_user_stats(user);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.user = Some(user);
+        let version = c.version;
+        let seq = (version == GatewayVersion::V8).then_some(1);
+        let frame = WsFrame::Text(self.hello(version).to_json(version, seq));
+        self.emit(ServerOutput::WsSend { conn, frame });
+        tracing::debug!(?conn, %user, "identify without DAVE: 4017");
+        self.close_conn(conn, code::E2EE_REQUIRED);
+    }
+
     fn alloc_ssrc(&mut self) -> u32 {
         loop {
             let ssrc = self.next_ssrc;
@@ -262,7 +285,7 @@ impl MockServer {
             return self.close_conn(conn, code::AUTH_FAILED);
         }
         let Some(version) = self.conns.get(&conn).map(|c| c.version) else { return };
-        let ack = r.seq_ack.unwrap_or(0).max(0);
+        let ack = unwrap_ack(r.seq_ack.unwrap_or(0).max(0), s.last_seq);
         if version == GatewayVersion::V8 && ack < s.floor {
             // A message the client missed is no longer buffered.
             self.close_conn(conn, code::SESSION_INVALID);
@@ -282,7 +305,7 @@ impl MockServer {
         s.conn = Some(conn);
         s.detached_since = None;
         s.known_speakers.clear();
-        let pending: Vec<Message> =
+        let pending: Vec<Outgoing> =
             std::mem::take(&mut s.buffer).into_iter().filter(|(seq, _)| *seq > ack).map(|(_, m)| m).collect();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
@@ -294,7 +317,7 @@ impl MockServer {
         if version == GatewayVersion::V8 {
             // Replayed with fresh sequence numbers, so `seq` keeps rising.
             for m in pending {
-                self.send(key, m, true);
+                self.send_out(key, m, true);
             }
         }
         self.emit(ServerOutput::Event(ServerEvent::Resumed { conn, user }));
@@ -306,7 +329,7 @@ impl MockServer {
             c.deadline = deadline;
         }
         let Some(s) = self.sessions.get_mut(&key) else { return };
-        if let Some(ack) = seq_ack.filter(|&a| a > 0 && a <= s.last_seq) {
+        if let Some(ack) = seq_ack.map(|a| unwrap_ack(a, s.last_seq)).filter(|&a| a > 0 && a <= s.last_seq) {
             while s.buffer.front().is_some_and(|(seq, _)| *seq <= ack) {
                 s.buffer.pop_front();
             }
@@ -336,6 +359,7 @@ impl MockServer {
         }
         let first_nonce = self.rng.u32(..);
         let fresh_secret = self.random_key();
+        let dave = self.dave_describe(key);
         let Some(s) = self.sessions.get_mut(&key) else { return };
         if s.mode != Some(mode) {
             if s.mode.is_some() {
@@ -349,11 +373,18 @@ impl MockServer {
         let desc = SessionDescription {
             mode: mode.as_str().to_owned(),
             secret_key: s.secret.clone(),
-            dave_protocol_version: s.dave,
+            dave_protocol_version: dave,
         };
-        let user = s.user;
+        let (user, first) = (s.user, !s.introduced);
         self.stats.users.entry(user).or_default().mode = Some(mode);
         self.send(key, Message::SessionDescription(desc), true);
+        if first {
+            // A DAVE session: op 4, then op 25, then who is here (step 2).
+            if dave >= 1 {
+                self.dave_send_external_sender(key);
+            }
+            self.introduce(key);
+        }
         self.emit(ServerOutput::Event(ServerEvent::ProtocolSelected { user, mode }));
     }
 
@@ -362,9 +393,8 @@ impl MockServer {
         s.speaking = sp.speaking;
         let msg = speaking_of(s.user, s.ssrc, sp.speaking);
         for peer in self.peers(key) {
-            if let Some(p) = self.sessions.get_mut(&peer) {
-                p.known_speakers.insert(key);
-            }
+            let Some(p) = self.sessions.get_mut(&peer).filter(|p| p.introduced) else { continue };
+            p.known_speakers.insert(key);
             self.send(peer, msg.clone(), true);
         }
     }

@@ -10,6 +10,7 @@
 //! adapter must keep that order per client; see [`MockServer::conn_for_addr`]).
 
 mod config;
+mod dave;
 mod faults;
 mod gateway;
 mod output;
@@ -17,7 +18,8 @@ mod room;
 mod session;
 mod stats;
 
-pub use config::{Limits, ServerConfig};
+pub use config::{DavePolicy, Limits, ServerConfig};
+pub use dave::DaveRoomInfo;
 pub use faults::{Fault, FaultParseError};
 pub use output::{ConnId, JoinInfo, ServerEvent, ServerOutput};
 pub use stats::{ReceivedFrame, ServerStats, UserStats};
@@ -44,7 +46,7 @@ use session::{Conn, Grant, Session, SessionKey};
 /// let join = server.join(Snowflake(1), Snowflake(2), Snowflake(3));
 /// let conn = server.accept(GatewayVersion::V8, now);
 /// let identify = format!(
-///     r#"{{"op":0,"d":{{"server_id":"1","user_id":"3","session_id":"{}","token":"{}"}}}}"#,
+///     r#"{{"op":0,"d":{{"server_id":"1","user_id":"3","session_id":"{}","token":"{}","max_dave_protocol_version":1}}}}"#,
 ///     join.session_id,
 ///     join.token.expose()
 /// );
@@ -75,6 +77,7 @@ pub struct MockServer {
     pub(crate) by_session_id: HashMap<String, SessionKey>,
     pub(crate) by_user: HashMap<(Snowflake, Snowflake), SessionKey>,
     pub(crate) rooms: Rooms,
+    pub(crate) dave: dave::Dave,
     pub(crate) faults: FaultState,
     pub(crate) out: VecDeque<ServerOutput>,
     pub(crate) stats: ServerStats,
@@ -113,6 +116,7 @@ impl MockServer {
             by_session_id: HashMap::new(),
             by_user: HashMap::new(),
             rooms: Rooms::default(),
+            dave: dave::Dave::default(),
             out: VecDeque::new(),
             stats: ServerStats::default(),
             received: HashMap::new(),
@@ -245,7 +249,8 @@ impl MockServer {
     }
 
     /// Time passed: heartbeat timeouts (4009), scheduled closes, expiry of
-    /// detached sessions, and release of delayed datagrams.
+    /// detached sessions, DAVE commit and execute timeouts, and release of
+    /// delayed datagrams.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         let now = self.now;
@@ -267,6 +272,7 @@ impl MockServer {
         for key in expired {
             self.destroy_session(key);
         }
+        self.dave_timeouts(now);
         for (to, bytes) in self.faults.udp.release_due(now) {
             self.emit_transmit(to, bytes);
         }
@@ -277,7 +283,12 @@ impl MockServer {
         let conns = self.conns.values().map(|c| c.deadline);
         let expiry =
             self.sessions.values().filter(|s| s.conn.is_none()).filter_map(|s| s.detached_since.map(|t| t + window));
-        conns.chain(expiry).chain(self.faults.next_scheduled()).chain(self.faults.udp.next_deadline()).min()
+        conns
+            .chain(expiry)
+            .chain(self.faults.next_scheduled())
+            .chain(self.faults.udp.next_deadline())
+            .chain(self.dave_deadline())
+            .min()
     }
 
     /// The next output. Drain until [`ServerOutput::Timeout`], which carries
@@ -302,6 +313,9 @@ impl MockServer {
     /// Injects a fault.
     pub fn inject(&mut self, fault: Fault, now: Instant) {
         self.advance(now);
+        if self.faults.dave.inject(&fault) {
+            return;
+        }
         match fault {
             Fault::CloseUser { user, code, after: None } => self.close_user(user, code),
             Fault::CloseUser { user, code, after: Some(d) } => self.faults.scheduled.push((self.now + d, user, code)),
@@ -319,6 +333,7 @@ impl MockServer {
             }
             Fault::UdpLoss { drop, reorder, delay } => self.faults.udp.set(drop, reorder, delay),
             Fault::RefuseResumes(on) => self.faults.refuse_resumes = on,
+            _ => {} // The DAVE faults, applied above.
         }
     }
 

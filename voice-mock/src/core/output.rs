@@ -97,4 +97,55 @@ pub enum ServerEvent {
         /// The guild.
         guild: Snowflake,
     },
+    /// A DAVE transition was executed: op 22 went to the room.
+    DaveTransitionExecuted {
+        /// The guild.
+        guild: Snowflake,
+        /// The channel.
+        channel: Snowflake,
+        /// The transition id.
+        transition_id: u16,
+        /// The room's MLS epoch after it (0 after a downgrade).
+        epoch: u64,
+        /// The room's protocol version after it.
+        protocol_version: u16,
+        /// Whether the execute timeout sent op 22 before every member was
+        /// ready.
+        timed_out: bool,
+    },
+    /// A member's commit won its epoch and was announced (op 29 / op 30).
+    DaveCommitAccepted {
+        /// The guild.
+        guild: Snowflake,
+        /// The channel.
+        channel: Snowflake,
+        /// The committer.
+        user: Snowflake,
+        /// The transition that announces it.
+        transition_id: u16,
+        /// The epoch it moves the group to.
+        epoch: u64,
+    },
+    /// A member's commit failed a check and was dropped.
+    DaveCommitRejected {
+        /// The guild.
+        guild: Snowflake,
+        /// The channel.
+        channel: Snowflake,
+        /// The committer.
+        user: Snowflake,
+        /// Which check failed.
+        reason: &'static str,
+    },
+    /// A member's key package (op 26) was refused.
+    DaveKeyPackageRejected {
+        /// The guild.
+        guild: Snowflake,
+        /// The channel.
+        channel: Snowflake,
+        /// The member.
+        user: Snowflake,
+        /// Which check failed.
+        reason: &'static str,
+    },
 }

@@ -45,7 +45,13 @@ pub(crate) struct Session {
     pub(crate) token: Token,
     pub(crate) ssrc: u32,
     pub(crate) secret: SecretKey,
-    pub(crate) dave: u16,
+    /// Its Identify offered DAVE and the policy is not Off.
+    pub(crate) dave_capable: bool,
+    /// It has been told who is in the room (op 11, op 5), and hears about
+    /// arrivals, departures and speakers from now on. A DAVE session is
+    /// told after its Session Description and op 25 (DAVE.md §5 step 2),
+    /// any other at Identify.
+    pub(crate) introduced: bool,
     pub(crate) mode: Option<Mode>,
     /// Seals what is sent to this client; its cipher opens what it sends.
     pub(crate) sealer: Option<Sealer>,
@@ -55,12 +61,49 @@ pub(crate) struct Session {
     /// Last `seq` assigned.
     pub(crate) last_seq: i64,
     /// Replayable messages after the last acknowledged one.
-    pub(crate) buffer: VecDeque<(i64, Message)>,
+    pub(crate) buffer: VecDeque<(i64, Outgoing)>,
     /// Messages with `seq <= floor` may be missing from the buffer.
     pub(crate) floor: i64,
     pub(crate) speaking: u32,
     /// Senders whose SSRC this client has been told (op 5).
     pub(crate) known_speakers: BTreeSet<SessionKey>,
+}
+
+/// A message to a client: JSON, or a binary DAVE message (opcode and body;
+/// the sequence prefix is added per send).
+#[derive(Debug, Clone)]
+pub(crate) enum Outgoing {
+    Json(Message),
+    Binary(Vec<u8>),
+}
+
+impl Outgoing {
+    /// The frame as sent with sequence number `seq` on `version`: v8 puts
+    /// `seq` in JSON and its low 16 bits before a binary frame; v4 neither.
+    fn frame(&self, version: GatewayVersion, seq: i64) -> WsFrame {
+        let v8 = version == GatewayVersion::V8;
+        match self {
+            Outgoing::Json(m) => WsFrame::Text(m.to_json(version, v8.then_some(seq))),
+            Outgoing::Binary(body) if v8 => {
+                let mut out = Vec::with_capacity(2 + body.len());
+                out.extend_from_slice(&((seq & 0xFFFF) as u16).to_be_bytes());
+                out.extend_from_slice(body);
+                WsFrame::Binary(out)
+            }
+            Outgoing::Binary(body) => WsFrame::Binary(body.clone()),
+        }
+    }
+}
+
+/// The `seq` a client acknowledged. A client that last saw a binary frame
+/// may acknowledge its 16-bit prefix: past 65535 such a value is read as
+/// the latest `seq` not above `last` with those low 16 bits.
+pub(crate) fn unwrap_ack(ack: i64, last: i64) -> i64 {
+    if !(0..=0xFFFF).contains(&ack) || last <= 0xFFFF {
+        return ack;
+    }
+    let candidate = (last & !0xFFFF) | ack;
+    if candidate > last { candidate - 0x1_0000 } else { candidate }
 }
 
 /// Whether a server close code ends the session (else it stays resumable).
@@ -69,21 +112,23 @@ pub(crate) fn code_ends_session(code: u16) -> bool {
 }
 
 impl MockServer {
-    /// Sends `msg` to the session's client. Every message takes the next
-    /// `seq` (shown on v8 only); `buffered` messages are kept for a resume.
-    /// With no websocket attached, buffered messages wait for a resume and
-    /// the others are lost.
+    /// Sends `msg` to the session's client (see [`MockServer::send_out`]).
     pub(crate) fn send(&mut self, key: SessionKey, msg: Message, buffered: bool) {
+        self.send_out(key, Outgoing::Json(msg), buffered);
+    }
+
+    /// Sends a message to the session's client. Every message, JSON or
+    /// binary, takes the next `seq` (shown on v8 only); `buffered` messages
+    /// are kept for a resume. With no websocket attached, buffered messages
+    /// wait for a resume and the others are lost.
+    pub(crate) fn send_out(&mut self, key: SessionKey, msg: Outgoing, buffered: bool) {
         let cap = self.config.limits.resume_buffer.max(1);
         let Some(s) = self.sessions.get_mut(&key) else { return };
         s.last_seq += 1;
         let seq = s.last_seq;
         let conn = s.conn;
         let mut evicted = false;
-        let frame = conn.and_then(|c| self.conns.get(&c)).map(|c| {
-            let v8 = c.version == GatewayVersion::V8;
-            WsFrame::Text(msg.to_json(c.version, v8.then_some(seq)))
-        });
+        let frame = conn.and_then(|c| self.conns.get(&c)).map(|c| msg.frame(c.version, seq));
         if buffered {
             s.buffer.push_back((seq, msg));
             while s.buffer.len() > cap {
@@ -149,9 +194,7 @@ impl MockServer {
     /// Removes a session everywhere and tells its room (op 13).
     pub(crate) fn destroy_session(&mut self, key: SessionKey) {
         let Some(s) = self.sessions.remove(&key) else { return };
-        if let Some(conn) = s.conn
-            && let Some(c) = self.conns.get_mut(&conn)
-        {
+        if let Some(c) = s.conn.and_then(|conn| self.conns.get_mut(&conn)) {
             c.session = None;
         }
         if self.by_ssrc.get(&s.ssrc) == Some(&key) {
@@ -168,14 +211,17 @@ impl MockServer {
         if self.by_user.get(&(s.guild, s.user)) == Some(&key) {
             self.by_user.remove(&(s.guild, s.user));
         }
-        let peers = self.rooms.leave((s.guild, s.channel), key);
+        let room = (s.guild, s.channel);
+        let peers = self.rooms.leave(room, key);
         let bye = Message::ClientDisconnect(ClientDisconnect { user_id: s.user });
         for peer in peers {
-            if let Some(p) = self.sessions.get_mut(&peer) {
-                p.known_speakers.remove(&key);
+            let Some(p) = self.sessions.get_mut(&peer) else { continue };
+            p.known_speakers.remove(&key);
+            if p.introduced {
+                self.send(peer, bye.clone(), true);
             }
-            self.send(peer, bye.clone(), true);
         }
+        self.dave_leave(key, room);
         self.emit(ServerOutput::Event(ServerEvent::SessionEnded { user: s.user, guild: s.guild }));
     }
 
@@ -216,5 +262,22 @@ impl MockServer {
             return;
         }
         list.push(super::ReceivedFrame { at: self.now, conn, op, frame });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unwrap_ack;
+
+    #[test]
+    fn a_16_bit_ack_is_read_against_the_last_seq() {
+        assert_eq!(unwrap_ack(5, 9), 5);
+        assert_eq!(unwrap_ack(-1, 70_000), -1);
+        assert_eq!(unwrap_ack(70_000, 70_000), 70_000);
+        // 65541 went out with prefix 5.
+        assert_eq!(unwrap_ack(5, 70_000), 65_541);
+        // Prefix 4465 last matched 4465: 70001 is not sent yet.
+        assert_eq!(unwrap_ack(4465, 70_000), 4465);
+        assert_eq!(unwrap_ack(0xFFFF, 0x2_0005), 0x1_FFFF);
     }
 }

@@ -123,4 +123,9 @@ pub struct ServerStats {
     pub resume_buffer_max: usize,
     /// Credentials outstanding from `join`.
     pub grants: usize,
+    /// DAVE messages from clients that were not in the DAVE flow (policy
+    /// Off, a room at version 0, before their Session Description), ignored.
+    pub dave_frames_ignored: u64,
+    /// Op 23 ignored by the `DaveDropTransitionReady` fault.
+    pub dave_ready_dropped: u64,
 }

@@ -21,6 +21,11 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// What the periodic counts line shows.
+fn counts(core: &MockServer) -> (crate::ServerStats, Vec<crate::DaveRoomInfo>) {
+    (core.stats(), core.dave_rooms())
+}
+
 struct Route {
     tx: mpsc::Sender<Out>,
     kill: Arc<Notify>,
@@ -97,15 +102,15 @@ impl Driver {
                 if let Some(log) = &mut self.log
                     && log.next_counts <= now
                 {
-                    let stats = self.shared.core().stats();
-                    log.counts(now, &stats);
+                    let (stats, rooms) = counts(&self.shared.core());
+                    log.counts(now, &stats, &rooms);
                 }
             }
         }
         self.drain();
         if let Some(log) = &mut self.log {
-            let stats = self.shared.core().stats();
-            log.counts(now(), &stats);
+            let (stats, rooms) = counts(&self.shared.core());
+            log.counts(now(), &stats, &rooms);
             log.flush();
         }
     }

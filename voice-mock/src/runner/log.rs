@@ -1,5 +1,6 @@
 //! The `--log` file: one JSON object per line for every frame received and
-//! sent, every close and event, and per-client RTP counts every 5 s.
+//! sent, every close and event, and every 5 s per-client RTP counts with
+//! each room's DAVE state (epoch, roster, transitions, payload kinds).
 //! Tokens in Identify and Resume are replaced by `"<redacted>"`.
 
 use std::fs::File;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use voice_proto::wire::{Snowflake, WsFrame};
 
-use crate::{ConnId, ServerEvent, ServerStats};
+use crate::{ConnId, DaveRoomInfo, ServerEvent, ServerStats};
 
 /// How often RTP counts are written.
 pub(crate) const COUNTS_EVERY: Duration = Duration::from_secs(5);
@@ -65,7 +66,7 @@ impl Log {
         self.line(now, json!({ "event": format!("{e:?}") }));
     }
 
-    pub(crate) fn counts(&mut self, now: Instant, stats: &ServerStats) {
+    pub(crate) fn counts(&mut self, now: Instant, stats: &ServerStats, rooms: &[DaveRoomInfo]) {
         let users: serde_json::Map<String, Value> = stats
             .users
             .iter()
@@ -81,7 +82,27 @@ impl Log {
                 (u.to_string(), v)
             })
             .collect();
-        self.line(now, json!({ "rtp_counts": users }));
+        let dave: Vec<Value> = rooms
+            .iter()
+            .map(|r| {
+                json!({
+                    "guild": r.guild.to_string(),
+                    "channel": r.channel.to_string(),
+                    "protocol_version": r.protocol_version,
+                    "epoch": r.epoch,
+                    "roster": r.roster.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                    "pending": r.pending.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                    "transitions_executed": r.transitions_executed,
+                    "transitions_timed_out": r.transitions_timed_out,
+                    "commits_accepted": r.commits_accepted,
+                    "commits_rejected": r.commits_rejected,
+                    "payloads_with_trailer": r.payloads_with_trailer,
+                    "payloads_silence": r.payloads_silence,
+                    "payloads_plaintext": r.payloads_plaintext,
+                })
+            })
+            .collect();
+        self.line(now, json!({ "rtp_counts": users, "dave_rooms": dave }));
         self.next_counts = now + COUNTS_EVERY;
         let _ = self.w.flush();
     }

@@ -13,11 +13,22 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use voice_mock::JoinInfo;
+use voice_mock::{DavePolicy, JoinInfo, RunnerConfig, ServerConfig};
 use voice_rtp::discovery::{self, Discovery};
 use voice_rtp::{Cipher, Mode, RtpFields, RtpHeader, Sealer, SecretKey};
 
 pub const T: Duration = Duration::from_secs(5);
+
+/// The core's defaults with DAVE off: these clients speak JSON only
+/// (dave.rs drives the DAVE flow).
+pub fn plain() -> ServerConfig {
+    ServerConfig { dave: DavePolicy::Off, ..ServerConfig::default() }
+}
+
+/// The runner's defaults with DAVE off.
+pub fn no_dave() -> RunnerConfig {
+    RunnerConfig { server: plain(), ..RunnerConfig::default() }
+}
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

@@ -52,18 +52,38 @@ impl MockServer {
         self.rooms.members((s.guild, s.channel)).filter(|&k| k != key).collect()
     }
 
-    /// Puts a new session into its room: tells it who is there (op 11, and
-    /// op 5 for those speaking) and tells them about it (op 11).
+    /// Puts a new session into its room and tells those already there
+    /// (op 11) that hear the room. A session without DAVE is told at once
+    /// who is there; a DAVE session once it has its Session Description and
+    /// op 25 ([`MockServer::introduce`]).
     pub(crate) fn enter_room(&mut self, key: SessionKey) {
         let Some(s) = self.sessions.get(&key) else { return };
-        let (room, user) = ((s.guild, s.channel), s.user);
+        let (room, user, dave) = ((s.guild, s.channel), s.user, s.dave_capable);
         let before = self.rooms.join(room, key);
-        if before.is_empty() {
+        if !dave {
+            self.introduce(key);
+        }
+        let hello = Message::ClientsConnect(ClientsConnect { user_ids: vec![user] });
+        for peer in before {
+            if self.sessions.get(&peer).is_some_and(|p| p.introduced) {
+                self.send(peer, hello.clone(), true);
+            }
+        }
+        self.dave_join(key, room);
+    }
+
+    /// Tells a session who is in its room (op 11, and op 5 for those
+    /// speaking); from now on it hears arrivals, departures and speakers.
+    pub(crate) fn introduce(&mut self, key: SessionKey) {
+        let peers = self.peers(key);
+        let Some(s) = self.sessions.get_mut(&key) else { return };
+        s.introduced = true;
+        if peers.is_empty() {
             return;
         }
-        let user_ids = before.iter().filter_map(|k| self.sessions.get(k)).map(|p| p.user).collect();
+        let user_ids = peers.iter().filter_map(|k| self.sessions.get(k)).map(|p| p.user).collect();
         self.send(key, Message::ClientsConnect(ClientsConnect { user_ids }), true);
-        for peer in &before {
+        for peer in &peers {
             let Some(p) = self.sessions.get(peer) else { continue };
             if p.speaking != 0 {
                 let msg = speaking_of(p.user, p.ssrc, p.speaking);
@@ -72,10 +92,6 @@ impl MockServer {
                     s.known_speakers.insert(*peer);
                 }
             }
-        }
-        let hello = Message::ClientsConnect(ClientsConnect { user_ids: vec![user] });
-        for peer in before {
-            self.send(peer, hello.clone(), true);
         }
     }
 

@@ -100,6 +100,11 @@ impl MockServer {
         // Authenticated: the source address is the client's (NAT rebinds too).
         self.learn_addr(key, from);
         self.stats.users.entry(user).or_default().rtp_in += 1;
+        // The payload (a DAVE frame, silence or plaintext) goes on as it
+        // came; only the transport layer is redone per receiver.
+        if let Some(room) = self.sessions.get(&key).map(|s| (s.guild, s.channel)) {
+            self.dave_count_payload(room, &payload);
+        }
 
         for receiver in self.peers(key) {
             let Some(r) = self.sessions.get(&receiver) else { continue };
