@@ -67,12 +67,12 @@ impl DavePair {
     /// other (so every SSRC is known).
     pub fn new(seed: u64) -> Self {
         let mut sim = Sim::call(seed);
-        assert!(sim.run_until_sendable(&[0, 1], std::time::Duration::from_secs(10)), "no DAVE group");
         let now = sim.now;
         sim.clients[0].queue_frames(1, now);
         sim.clients[1].queue_frames(1, now);
         sim.run_for(std::time::Duration::from_secs(1));
-        assert!(sim.clients.iter().all(|c| c.received.len() == 1), "the pair did not hear each other");
+        let voice = |c: &SimClient| c.received.iter().filter(|r| r.opus != voice_rtp::OPUS_SILENCE).count();
+        assert!(sim.clients.iter().all(|c| voice(c) == 1), "the pair did not hear each other");
         assert!(sim.clients[0].conn.stats().dave.frames_decrypted == 1);
         DavePair { sim, out: Vec::with_capacity(1500) }
     }

@@ -139,6 +139,7 @@ enum Delivery {
     CloseToClient { client: usize, conn: ConnId, code: Option<u16> },
     ToServer { conn: ConnId, frame: WsFrame },
     Gateway { client: usize, event: GatewayEvent },
+    ServerLeave { user: Snowflake },
 }
 
 /// The simulation.
@@ -201,13 +202,15 @@ impl Sim {
     }
 
     /// Two bots, users 111 (client 0) and 222 (client 1), connected in
-    /// [`CHANNEL`]: the starting point of most scenarios.
+    /// [`CHANNEL`] and able to send (on the default DAVE server: in one
+    /// group): the starting point of most scenarios.
     pub fn call(seed: u64) -> Self {
         let mut sim = Sim::default_server(seed);
         for user in [111, 222] {
             let i = sim.add_client(user, |_| {});
             sim.connect(i, CHANNEL);
         }
+        assert!(sim.run_until_sendable(&[0, 1], Duration::from_secs(10)), "the two bots cannot send");
         sim
     }
 
@@ -322,6 +325,9 @@ impl Sim {
                 );
             }
             None => {
+                // The voice server hears of the leave from the main gateway,
+                // one more hop away.
+                self.schedule(self.control_latency * 2, Delivery::ServerLeave { user });
                 let state = GatewayEvent::VoiceStateUpdate(VoiceStateUpdate {
                     guild_id: Some(GUILD),
                     channel_id: None,
@@ -568,6 +574,7 @@ impl Sim {
             Delivery::ToServer { .. } if self.blackhole_ws_to_server => {}
             Delivery::ToServer { conn, frame } => self.server.handle_ws_message(conn, frame.as_message(), now),
             Delivery::Gateway { client, event } => self.clients[client].conn.handle_gateway_event(event, now),
+            Delivery::ServerLeave { user } => self.server.leave(GUILD, user, now),
         }
     }
 
@@ -592,6 +599,13 @@ impl Sim {
     /// Steps for `d` of simulated time.
     pub fn run_for(&mut self, d: Duration) {
         self.run_until(d, |_| false);
+    }
+
+    /// Drops every client's queued audio (what was sent stays counted).
+    pub fn stop_audio(&mut self) {
+        for c in &mut self.clients {
+            c.audio.clear();
+        }
     }
 
     /// Client `i` leaves its channel now; it can no longer send from now.

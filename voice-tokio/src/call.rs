@@ -200,6 +200,32 @@ impl Call {
         tokio::time::timeout(timeout, wait).await.map_err(|_| JoinError::Timeout)?
     }
 
+    /// Waits until audio can be sent: the call is connected and, when it
+    /// is end-to-end encrypted (DAVE), its first transition has executed.
+    /// Frames queued before that wait in the queue; this tells when they
+    /// start to flow. A bot alone in a DAVE call has no group to encrypt
+    /// for, so this waits for someone to join.
+    pub async fn wait_can_send(&self, timeout: Duration) -> Result<(), JoinError> {
+        let mut rx = self.state.clone();
+        let wait = async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if s.can_send_audio {
+                        return Ok(());
+                    }
+                    if s.state == State::Closed {
+                        return Err(JoinError::DriverGone);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Err(JoinError::DriverGone);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| JoinError::Timeout)?
+    }
+
     /// Asks to join (or move to) `channel`; op 4 goes out through the main
     /// gateway. Use [`Call::wait_connected`] or the manager's `join` to wait.
     pub async fn join(&self, channel: Snowflake) -> Result<(), CallError> {

@@ -168,8 +168,11 @@ async fn join_fails_with_a_typed_error_instead_of_hanging() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn play_resolves_once_the_last_frame_went_out_at_the_paced_rate() {
     let server = Arc::new(server().await);
-    let a = bot(&server, 10);
+    let (a, b) = (bot(&server, 10), bot(&server, 20));
+    // Someone to play to: an end-to-end encrypted call needs a group.
+    let _listener = joined(&b, CHANNEL).await;
     let call = joined(&a, CHANNEL).await;
+    call.wait_can_send(Duration::from_secs(10)).await.unwrap();
     let started = tokio::time::Instant::now();
     let n = call.play(frames(4, 30)).await.unwrap();
     let elapsed = started.elapsed();

@@ -220,6 +220,20 @@ impl MockServer {
         Some(self.grant(guild, new_channel.unwrap_or(channel), user, session_id, endpoint))
     }
 
+    /// The main gateway saw `user` leave voice in `guild` (op 4 with no
+    /// channel): their credentials and session end now, and the room hears
+    /// op 13 (and, on a DAVE call, proposes their removal). This is how
+    /// Discord's voice server learns of a leave; a websocket closed with
+    /// 1000 alone stays resumable, as discord.js closes that way to resume.
+    /// A websocket still open is closed with 4014.
+    pub fn leave(&mut self, guild: Snowflake, user: Snowflake, now: Instant) {
+        self.advance(now);
+        self.grants.retain(|_, g| !(g.guild == guild && g.user == user));
+        if let Some(&key) = self.by_user.get(&(guild, user)) {
+            self.end_session_with_close(key, 4014);
+        }
+    }
+
     /// A websocket was opened with `?v=` giving `version`.
     pub fn accept(&mut self, version: GatewayVersion, now: Instant) -> ConnId {
         self.advance(now);

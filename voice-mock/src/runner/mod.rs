@@ -317,6 +317,12 @@ impl Server {
         self.with_core(|c| c.move_client(user, guild, new_channel, new_endpoint, now()))
     }
 
+    /// The main gateway saw `user` leave voice in `guild` (see
+    /// [`MockServer::leave`]).
+    pub fn leave(&self, guild: Snowflake, user: Snowflake) {
+        self.with_core(|c| c.leave(guild, user, now()));
+    }
+
     /// Injects a fault.
     pub fn inject(&self, fault: Fault) {
         self.with_core(|c| c.inject(fault, now()));

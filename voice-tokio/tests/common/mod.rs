@@ -54,6 +54,10 @@ pub fn bot(server: &Arc<Server>, user: u64) -> Bot {
                     }
                 }
                 None => {
+                    // The voice server hears of the leave from the main
+                    // gateway, a moment after the last datagram.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    s.leave(p.guild_id, user);
                     let state = VoiceStateUpdate {
                         guild_id: Some(p.guild_id),
                         channel_id: None,
