@@ -471,3 +471,23 @@ pub(crate) fn external_sender_frame(sender: &[u8]) -> Vec<u8> {
     voice_proto::wire::DaveBinary::ExternalSender(sender).encode(None, &mut out);
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_ids_skip_zero_when_they_wrap() {
+        let crypto = RustCrypto::default();
+        let mut room = DaveRoom::new(Snowflake(1), Snowflake(2), DavePolicy::Required, 7, &crypto);
+        assert_eq!((room.next_tid(), room.next_tid()), (1, 2));
+        room.next_tid = u16::MAX;
+        assert_eq!((room.next_tid(), room.next_tid()), (u16::MAX, 1));
+        // The key, and so op 25, depends on the seed and the room only.
+        let again = DaveRoom::new(Snowflake(1), Snowflake(2), DavePolicy::Optional, 7, &crypto);
+        let other = DaveRoom::new(Snowflake(1), Snowflake(3), DavePolicy::Required, 7, &crypto);
+        assert_eq!(room.sender.external_sender(), again.sender.external_sender());
+        assert_ne!(room.sender.external_sender(), other.sender.external_sender());
+    }
+}
