@@ -101,7 +101,11 @@
 //!   of that member are revoked from everyone who got them, and it no
 //!   longer counts as a committer; a batch left empty ends. A member that
 //!   sent op 31 or a new key package keeps its leaf until the next batch
-//!   removes it (and re-adds it, if its key package is in).
+//!   removes it, and re-adds it if its new key package is in by then (when
+//!   its op 31 was the last readiness owed, op 22 and the next batch go out
+//!   before the key package arrives: the Remove and the Add then take two
+//!   epochs). A client that arrives while a batch is out (at any epoch)
+//!   waits for the next batch; it is not sent the proposals in flight.
 //! * Op 22 goes to every member in the DAVE flow. If every member lost the
 //!   group (all sent op 31), the room starts again at epoch 0.
 //! * Binary frames take the next `seq` like JSON ones; on v8 they carry its

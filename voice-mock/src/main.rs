@@ -9,7 +9,8 @@ use voice_mock::{DavePolicy, Fault, RunnerConfig, Server, ServerConfig};
 use voice_rtp::Mode;
 
 const HELP: &str = "\
-voice-mock: an offline Discord voice server (voice gateway v4/v8, ws + wss, UDP media)
+voice-mock: an offline Discord voice server (voice gateway v4/v8, ws + wss, UDP media,
+DAVE end-to-end encryption as the MLS external sender)
 
 USAGE:
     voice-mock [OPTIONS]

@@ -298,3 +298,60 @@ fn junk_key_packages_and_commits_are_counted_and_the_room_goes_on() {
     n.join(3);
     assert_eq!(n.info().roster, users(&[1, 2, 3]));
 }
+
+#[test]
+fn when_every_member_fails_the_group_is_created_again() {
+    let mut n = net();
+    n.s.inject(Fault::DaveCorruptCommit { user: None }, n.now);
+    n.s.inject(Fault::DaveCorruptWelcome { user: None }, n.now);
+    n.join(1);
+    n.join(2);
+    let info = n.info();
+    // Epoch 1 held no one who could use it: the room started again from
+    // the members' new key packages.
+    assert_eq!(info.invalid_commit_welcomes, 2);
+    assert_eq!((info.epoch, info.roster.clone()), (1, users(&[1, 2])));
+    assert!(info.pending.is_empty() && !info.busy);
+    assert_eq!(info.commits_accepted, 2);
+    assert_eq!(n.errors().len(), 2);
+    assert!(n.checks >= 2);
+}
+
+#[test]
+fn a_pending_member_leaving_during_creation_is_revoked() {
+    let mut n = net();
+    n.join(1);
+    n.client(1).ignore_proposals = 1;
+    let b = n.connect(2, true, voice_proto::wire::GatewayVersion::V8);
+    n.clients[b].ignore_proposals = 1;
+    n.select(2);
+    assert!(n.info().busy, "nobody commits the first batch");
+    // C comes while the batch is out: it waits for the next one.
+    n.join(3);
+    assert_eq!(n.info().epoch, 0);
+    n.leave(2);
+    // B's Add was revoked from A and C never got one: the next batch makes
+    // the group of A and C.
+    let info = n.info();
+    assert_eq!((info.epoch, info.roster.clone()), (1, users(&[1, 3])));
+    let revokes = n.client(1).seen.iter().filter(|s| s.op == 27 && s.bytes[3] == 1).count();
+    assert_eq!(revokes, 1);
+    assert!(!n.client(3).seen.iter().any(|s| s.op == 27 && s.bytes[3] == 1));
+}
+
+#[test]
+fn the_group_size_cap_keeps_extra_members_pending() {
+    let mut config = ServerConfig::default();
+    config.limits.dave_group_members = 2;
+    let mut n = Net::new(config);
+    n.join(1);
+    n.join(2);
+    n.join(3);
+    let info = n.info();
+    assert_eq!((info.epoch, info.roster.clone(), info.pending.clone()), (1, users(&[1, 2]), users(&[3])));
+    // A seat frees up: the waiting member takes it.
+    n.leave(1);
+    let info = n.info();
+    assert_eq!(info.roster, users(&[3, 2]));
+    assert!(info.pending.is_empty());
+}

@@ -113,18 +113,17 @@ impl DaveFaults {
         }
     }
 
-    /// Applies one of the DAVE faults; false if `fault` is not one.
-    pub(crate) fn inject(&mut self, fault: &Fault) -> bool {
-        match *fault {
+    /// Applies one of the DAVE faults (any other fault does nothing here).
+    pub(crate) fn inject(&mut self, fault: Fault) {
+        match fault {
             Fault::DaveCorruptWelcome { user } => Self::arm(&mut self.corrupt_welcome, user),
             Fault::DaveCorruptCommit { user } => Self::arm(&mut self.corrupt_commit, user),
             Fault::DaveDelayExecute(d) => self.execute_delay = d,
             Fault::DaveDropTransitionReady { user } => {
                 self.drop_ready.insert(user);
             }
-            _ => return false,
+            _ => {}
         }
-        true
     }
 }
 
@@ -471,13 +470,12 @@ mod parse_tests {
     #[test]
     fn corruptions_are_one_shot_and_per_user() {
         let mut d = DaveFaults::default();
-        assert!(d.inject(&Fault::DaveCorruptWelcome { user: Some(Snowflake(2)) }));
-        assert!(d.inject(&Fault::DaveCorruptCommit { user: None }));
+        d.inject(Fault::DaveCorruptWelcome { user: Some(Snowflake(2)) });
+        d.inject(Fault::DaveCorruptCommit { user: None });
         assert!(!d.take_corruption(false, Snowflake(1)));
         assert!(d.take_corruption(false, Snowflake(2)));
         assert!(!d.take_corruption(false, Snowflake(2)));
         assert!(d.take_corruption(true, Snowflake(5)));
         assert!(!d.take_corruption(true, Snowflake(5)));
-        assert!(!d.inject(&Fault::RefuseResumes(true)));
     }
 }

@@ -327,9 +327,6 @@ impl MockServer {
     /// Injects a fault.
     pub fn inject(&mut self, fault: Fault, now: Instant) {
         self.advance(now);
-        if self.faults.dave.inject(&fault) {
-            return;
-        }
         match fault {
             Fault::CloseUser { user, code, after: None } => self.close_user(user, code),
             Fault::CloseUser { user, code, after: Some(d) } => self.faults.scheduled.push((self.now + d, user, code)),
@@ -347,7 +344,10 @@ impl MockServer {
             }
             Fault::UdpLoss { drop, reorder, delay } => self.faults.udp.set(drop, reorder, delay),
             Fault::RefuseResumes(on) => self.faults.refuse_resumes = on,
-            _ => {} // The DAVE faults, applied above.
+            dave @ (Fault::DaveCorruptWelcome { .. }
+            | Fault::DaveCorruptCommit { .. }
+            | Fault::DaveDelayExecute(_)
+            | Fault::DaveDropTransitionReady { .. }) => self.faults.dave.inject(dave),
         }
     }
 

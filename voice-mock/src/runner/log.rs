@@ -111,3 +111,36 @@ impl Log {
         let _ = self.w.flush();
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counts_line_shows_each_rooms_dave_state() {
+        let path = std::env::temp_dir().join(format!("voice-mock-log-{}.jsonl", std::process::id()));
+        let now = Instant::now();
+        let mut log = Log::create(&path, now).unwrap();
+        let room = DaveRoomInfo {
+            guild: Snowflake(1),
+            channel: Snowflake(2),
+            protocol_version: 1,
+            epoch: 3,
+            roster: vec![Snowflake(10), Snowflake(11)],
+            transitions_executed: 3,
+            transitions_timed_out: 1,
+            payloads_with_trailer: 7,
+            payloads_silence: 2,
+            ..DaveRoomInfo::default()
+        };
+        log.counts(now, &ServerStats::default(), &[room]);
+        let line: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let r = &line["dave_rooms"][0];
+        assert_eq!((r["channel"].as_str(), r["epoch"].as_u64()), (Some("2"), Some(3)));
+        assert_eq!(r["roster"], json!(["10", "11"]));
+        assert_eq!((r["transitions_executed"].as_u64(), r["transitions_timed_out"].as_u64()), (Some(3), Some(1)));
+        assert_eq!((r["payloads_with_trailer"].as_u64(), r["payloads_plaintext"].as_u64()), (Some(7), Some(0)));
+    }
+}

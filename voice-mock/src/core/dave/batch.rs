@@ -12,7 +12,7 @@ use voice_proto::wire::{DaveBinary, Snowflake};
 use super::commit::{self, CommitError, ParsedCommit};
 use super::room::{DaveRoom, Phase, Transition, TransitionKind};
 use super::roster::Occupant;
-use super::sender::SignedProposal;
+use super::sender::{Proposed, SignedProposal};
 use super::{BinaryKind, Ctx, Effect};
 use crate::core::ServerEvent;
 use crate::core::session::SessionKey;
@@ -92,20 +92,22 @@ impl DaveRoom {
             .collect()
     }
 
-    fn sign_add(&self, key: SessionKey, cx: &Ctx<'_>) -> Option<(SignedProposal, Change)> {
+    /// The Add of `key`'s key package.
+    fn add_of(&self, key: SessionKey) -> Option<Change> {
         let m = self.members.get(&key)?;
-        let kp = m.key_package.as_ref()?;
-        let group = GroupId::from_slice(&self.group_id());
-        let signed = self.sender.add(&kp.key_package, &group, self.epoch, self.attempt, cx.crypto);
-        let signed = signed.map_err(|e| tracing::warn!(error = %e, "cannot propose an add")).ok()?;
-        Some((signed, Change::Add { key, user: m.user, kp_ref: kp.reference.clone() }))
+        Some(Change::Add { key, user: m.user, kp_ref: m.key_package.as_ref()?.reference.clone() })
     }
 
-    fn sign_remove(&self, leaf: u32, cx: &Ctx<'_>) -> Option<(SignedProposal, Change)> {
+    /// `change` as a proposal signed for this epoch.
+    fn sign(&self, change: Change, cx: &Ctx<'_>) -> Option<(SignedProposal, Change)> {
+        let what = match &change {
+            Change::Add { key, .. } => Proposed::Add(&self.members.get(key)?.key_package.as_ref()?.key_package),
+            Change::Remove { leaf } => Proposed::Remove(*leaf),
+        };
         let group = GroupId::from_slice(&self.group_id());
-        let signed = self.sender.remove(leaf, &group, self.epoch, self.attempt, cx.crypto);
-        let signed = signed.map_err(|e| tracing::warn!(error = %e, "cannot propose a remove")).ok()?;
-        Some((signed, Change::Remove { leaf }))
+        let signed = self.sender.propose(what, &group, self.epoch, self.attempt, cx.crypto);
+        let signed = signed.map_err(|e| tracing::warn!(error = %e, "cannot sign a proposal")).ok()?;
+        Some((signed, change))
     }
 
     /// Sends the next batch, if there are changes (step 4). With a group:
@@ -126,7 +128,7 @@ impl DaveRoom {
             let signed: Vec<(SessionKey, SignedProposal)> = candidates
                 .iter()
                 .filter_map(|&k| {
-                    let (p, change) = self.sign_add(k, cx)?;
+                    let (p, change) = self.sign(self.add_of(k)?, cx)?;
                     changes.insert(p.reference.clone(), change);
                     Some((k, p))
                 })
@@ -153,11 +155,9 @@ impl DaveRoom {
                 return;
             }
             let mut batch = Vec::new();
-            for p in stale
-                .iter()
-                .filter_map(|&l| self.sign_remove(l, cx))
-                .chain(adds.iter().filter_map(|&k| self.sign_add(k, cx)))
-            {
+            let removes = stale.iter().map(|&leaf| Change::Remove { leaf });
+            let changes_in_order: Vec<Change> = removes.chain(adds.iter().filter_map(|&k| self.add_of(k))).collect();
+            for p in changes_in_order.into_iter().filter_map(|c| self.sign(c, cx)) {
                 changes.insert(p.0.reference.clone(), p.1);
                 batch.push(p.0);
             }

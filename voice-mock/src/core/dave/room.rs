@@ -193,7 +193,7 @@ impl DaveRoom {
             let now = DavePrepareTransition { transition_id: 0, protocol_version: 1 };
             cx.out.push(Effect::Json(parts[0], Message::DavePrepareEpoch(epoch)));
             cx.out.push(Effect::Json(parts[0], Message::DavePrepareTransition(now)));
-            self.reset_group();
+            self.reset_group(true);
             self.phase = Phase::Idle;
             self.counts.group_resets += 1;
         } else {
@@ -309,7 +309,7 @@ impl DaveRoom {
         }
         if t.kind == TransitionKind::Downgrade {
             self.version = 0;
-            self.reset_group();
+            self.reset_group(true);
             for m in self.members.values_mut() {
                 if m.told == Some(1) {
                     m.told = Some(0);
@@ -331,14 +331,18 @@ impl DaveRoom {
         self.plan(cx);
     }
 
-    /// Back to epoch 0: no group, every key package void.
-    fn reset_group(&mut self) {
+    /// Back to epoch 0: no group. With `rekey` the clients are being told
+    /// to start afresh (op 24, or a downgrade), so every key package held
+    /// is void; without, those sent since are kept.
+    fn reset_group(&mut self, rekey: bool) {
         self.epoch = 0;
         self.attempt = 0;
         self.roster.clear();
         for m in self.members.values_mut() {
             m.leaf = None;
-            m.key_package = None;
+            if rekey {
+                m.key_package = None;
+            }
         }
     }
 
@@ -362,8 +366,9 @@ impl DaveRoom {
             return;
         }
         if self.epoch > 0 && !self.members.values().any(|m| m.leaf.is_some()) {
-            // Every member lost the group (all sent op 31): start again.
-            self.reset_group();
+            // Every member lost the group (all sent op 31 and started
+            // afresh): create it again from their new key packages.
+            self.reset_group(false);
         }
         self.propose(cx);
     }
@@ -374,7 +379,7 @@ impl DaveRoom {
         let parts = self.participants();
         if parts.is_empty() {
             self.version = 0;
-            self.reset_group();
+            self.reset_group(true);
             return;
         }
         let tid = self.next_tid();
@@ -392,7 +397,7 @@ impl DaveRoom {
     /// then the group is created as in flow (b) once key packages arrive.
     fn upgrade(&mut self, cx: &mut Ctx<'_>) {
         self.version = 1;
-        self.reset_group();
+        self.reset_group(true);
         let sender = self.sender.external_sender().to_vec();
         for (&key, m) in self.members.iter_mut().filter(|(_, m)| m.capable && m.told.is_some()) {
             let epoch = DavePrepareEpoch { epoch: 1, protocol_version: 1, transition_id: None };
@@ -465,4 +470,24 @@ pub(crate) fn external_sender_frame(sender: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + sender.len());
     voice_proto::wire::DaveBinary::ExternalSender(sender).encode(None, &mut out);
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_ids_skip_zero_when_they_wrap() {
+        let crypto = RustCrypto::default();
+        let mut room = DaveRoom::new(Snowflake(1), Snowflake(2), DavePolicy::Required, 7, &crypto);
+        assert_eq!((room.next_tid(), room.next_tid()), (1, 2));
+        room.next_tid = u16::MAX;
+        assert_eq!((room.next_tid(), room.next_tid()), (u16::MAX, 1));
+        // The key, and so op 25, depends on the seed and the room only.
+        let again = DaveRoom::new(Snowflake(1), Snowflake(2), DavePolicy::Optional, 7, &crypto);
+        let other = DaveRoom::new(Snowflake(1), Snowflake(3), DavePolicy::Required, 7, &crypto);
+        assert_eq!(room.sender.external_sender(), again.sender.external_sender());
+        assert_ne!(room.sender.external_sender(), other.sender.external_sender());
+    }
 }

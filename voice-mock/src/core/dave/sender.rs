@@ -120,58 +120,46 @@ impl SenderKey {
         &self.external_sender
     }
 
-    /// An external Add of `kp` at `epoch` of group `group`. `attempt` 0
-    /// signs with RFC 6979 alone; a later attempt at the same epoch (after a
-    /// revoke) hedges the nonce with `attempt`, so that the new proposal has
-    /// a new reference and a commit to the revoked one cannot pass for it.
-    pub(crate) fn add(
+    /// An external proposal at `epoch` of group `group`, signed, with its
+    /// reference. `attempt` 0 signs with RFC 6979 alone; a later attempt at
+    /// the same epoch (after a revoke) hedges the nonce with `attempt`, so
+    /// that the new proposal has a new reference and a commit to the
+    /// revoked one cannot pass for it.
+    pub(crate) fn propose(
         &self,
-        kp: &KeyPackage,
+        what: Proposed<'_>,
         group: &GroupId,
         epoch: u64,
         attempt: u32,
         crypto: &RustCrypto,
     ) -> Result<SignedProposal, SenderError> {
         let signer = AttemptSigner { key: &self.key, attempt };
-        let msg = ExternalProposal::new_add::<OpenMlsRustCrypto>(
-            kp.clone(),
-            group.clone(),
-            GroupEpoch::from(epoch),
-            &signer,
-            SenderExtensionIndex::new(0),
-        )
-        .map_err(|_| SenderError::Proposal)?;
-        signed(msg.tls_serialize_detached().map_err(|_| SenderError::Proposal)?, crypto)
-    }
-
-    /// An external Remove of `leaf` at `epoch` of group `group`.
-    pub(crate) fn remove(
-        &self,
-        leaf: u32,
-        group: &GroupId,
-        epoch: u64,
-        attempt: u32,
-        crypto: &RustCrypto,
-    ) -> Result<SignedProposal, SenderError> {
-        let signer = AttemptSigner { key: &self.key, attempt };
-        let msg = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
-            LeafNodeIndex::new(leaf),
-            group.clone(),
-            GroupEpoch::from(epoch),
-            &signer,
-            SenderExtensionIndex::new(0),
-        )
-        .map_err(|_| SenderError::Proposal)?;
-        signed(msg.tls_serialize_detached().map_err(|_| SenderError::Proposal)?, crypto)
+        let (group, epoch, sender) = (group.clone(), GroupEpoch::from(epoch), SenderExtensionIndex::new(0));
+        let msg = match what {
+            Proposed::Add(kp) => {
+                ExternalProposal::new_add::<OpenMlsRustCrypto>(kp.clone(), group, epoch, &signer, sender).ok()
+            }
+            Proposed::Remove(leaf) => {
+                let leaf = LeafNodeIndex::new(leaf);
+                ExternalProposal::new_remove::<OpenMlsRustCrypto>(leaf, group, epoch, &signer, sender).ok()
+            }
+        };
+        let message = msg.and_then(|m| m.tls_serialize_detached().ok()).ok_or(SenderError::Proposal)?;
+        // The reference: RefHash over the MLSMessage after its version
+        // (wire format, content, signature: the AuthenticatedContent).
+        let body = message.get(2..).ok_or(SenderError::Proposal)?;
+        let reference = make_proposal_ref(body, CIPHERSUITE, crypto).map_err(|_| SenderError::Proposal)?;
+        Ok(SignedProposal { reference: reference.as_slice().to_vec(), message })
     }
 }
 
-/// The reference of a proposal: RefHash over the MLSMessage after its
-/// version (wire format, content, signature: the AuthenticatedContent).
-fn signed(message: Vec<u8>, crypto: &RustCrypto) -> Result<SignedProposal, SenderError> {
-    let body = message.get(2..).ok_or(SenderError::Proposal)?;
-    let reference = make_proposal_ref(body, CIPHERSUITE, crypto).map_err(|_| SenderError::Proposal)?;
-    Ok(SignedProposal { reference: reference.as_slice().to_vec(), message })
+/// What an external proposal asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Proposed<'a> {
+    /// Add the holder of this key package.
+    Add(&'a KeyPackage),
+    /// Remove the member in this leaf.
+    Remove(u32),
 }
 
 /// Validates an op 26 body from `user` (DAVE.md §5): a KeyPackage that
