@@ -372,3 +372,89 @@ fn the_optional_policy_downgrades_for_a_client_without_dave_and_upgrades_when_it
     }
     assert_eq!(sim.clients[0].conn.stats().dave.protocol_version, 1);
 }
+
+/// Binary DAVE frames with broken MLS inside: length prefixes the decoder
+/// refuses (`0xC0`: an 8-byte length, which MLS forbids), truncations and
+/// noise, for every server opcode.
+fn hostile_frames(seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = Vec::new();
+    for op in [25u8, 27, 29, 30] {
+        let bodies: Vec<Vec<u8>> = vec![
+            vec![0xC0],
+            vec![0xC0, 0, 0, 0, 0, 0, 0, 1, 7],
+            vec![0x00, 0xC0, 1, 2],
+            vec![0x00, 0x00, 0xC0, 0xFF],
+            vec![0x40, 0x10, 0xC0],
+            vec![0xFF; 16],
+            (0..64).map(|_| rng.u8(..)).collect(),
+            (0..600).map(|_| rng.u8(..)).collect(),
+        ];
+        for body in bodies {
+            let mut f = vec![0x7F, 0x00, op];
+            f.extend_from_slice(&body);
+            out.push(f);
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_mls_bytes_never_panic_and_the_call_keeps_working() {
+    // The decoder's debug assertions fire inside voice-proto's guard, which
+    // catches them; keep their messages out of the test log (other panics
+    // still print).
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.location().is_some_and(|l| l.file().contains("tls_codec")) {
+            default(info);
+        }
+    }));
+    let mut sim = Sim::call(61);
+    // A third bot alone in another channel: a pending group, no members.
+    let other = Snowflake(555);
+    let lone = sim.add_client(333, |_| {});
+    sim.connect(lone, other);
+    sim.run_for(SECOND);
+    let code = one_code(&sim, &[0, 1]);
+    let feed = |sim: &mut Sim, i: usize, frame: &[u8]| {
+        let now = sim.now;
+        // An error for that frame, or refused MLS: never a panic.
+        let _ = sim.clients[i].conn.handle_ws_message(voice_proto::wire::WsMessage::Binary(frame), now);
+    };
+    let frames = hostile_frames(9);
+    // External senders and proposals: refused, nothing else changes.
+    for frame in frames.iter().filter(|f| matches!(f[2], 25 | 27)) {
+        for i in [0, 1, lone] {
+            feed(&mut sim, i, frame);
+        }
+    }
+    // Commits and welcomes that do not decode: each costs a recovery (op 31,
+    // a new key package), which the server answers by re-adding the member;
+    // a few, spaced, so that the bound on recoveries in a row is not hit.
+    for frame in frames.iter().filter(|f| matches!(f[2], 29 | 30)).step_by(4) {
+        feed(&mut sim, 0, frame);
+        sim.run_for(3 * SECOND);
+    }
+    assert!(sim.clients[0].conn.stats().dave.recoveries >= 2);
+    sim.run_for(2 * SECOND);
+    // The group is untouched (a refused commit or welcome may have cost a
+    // recovery, which rebuilds it).
+    assert!(sim.run_until_sendable(&[0, 1], 20 * SECOND));
+    sim.run_until(10 * SECOND, |s| s.server.dave_room(GUILD, CHANNEL).is_some_and(|r| !r.busy));
+    assert_ne!(one_code(&sim, &[0, 1]), code, "rebuilt after the recoveries");
+    assert_rosters_agree(&sim, &[0, 1]);
+    assert!(sim.clients[0].conn.stats().dave.mls_errors > 0);
+    let now = sim.now;
+    let since = sim.now;
+    sim.clients[0].queue_frames(50, now);
+    sim.clients[1].queue_frames(50, now);
+    sim.run_for(3 * SECOND);
+    for ((a, b), f) in flows(&sim, &[0, 1]) {
+        assert!(f.lost_at.iter().all(|t| *t < since), "{a}->{b} after the junk: {f:?}");
+    }
+    // The lone bot kept its pending group: a newcomer forms one with it.
+    let friend = sim.add_client(444, |_| {});
+    sim.connect(friend, other);
+    assert!(sim.run_until_sendable(&[lone, friend], 10 * SECOND), "the lone bot's pending group was lost");
+}

@@ -9,15 +9,25 @@ use crate::stats::DaveStats;
 use crate::wire::DaveBinary;
 
 impl Dave {
-    /// Op 25: the gateway's external sender. Kept for sessions made later
-    /// (it may arrive before Session Description) and applied now.
+    /// Op 25: the gateway's external sender, applied now and kept for
+    /// sessions made later (it may arrive before Session Description). One
+    /// the session refuses is not kept, and the one before it is applied
+    /// again: davey drops its pending group before it parses a new sender.
     pub(super) fn on_external_sender(&mut self, body: &[u8], stats: &mut DaveStats) {
-        self.external_sender = Some(body.to_vec());
-        let Some(session) = self.session.as_mut() else { return };
-        if let Err(error) = session.set_external_sender(body) {
-            // Also what a repeated op 25 gets once the group is established.
-            tracing::debug!(%error, "external sender refused");
-            stats.mls_errors += 1;
+        let Some(session) = self.session.as_mut() else {
+            self.external_sender = Some(body.to_vec());
+            return;
+        };
+        match super::decode_guard(|| session.set_external_sender(body)) {
+            Ok(()) => self.external_sender = Some(body.to_vec()),
+            Err(error) => {
+                // Also what a repeated op 25 gets once the group is established.
+                tracing::debug!(%error, "external sender refused");
+                stats.mls_errors += 1;
+                if let Some(good) = self.external_sender.as_deref() {
+                    let _ = super::decode_guard(|| session.set_external_sender(good));
+                }
+            }
         }
     }
 
@@ -59,7 +69,7 @@ impl Dave {
             // No local group (PROTOCOL.md §6.6 b.7): nothing to commit to.
             return;
         };
-        match session.process_proposals(operation, body, Some(&expected)) {
+        match super::decode_guard(|| session.process_proposals(operation, body, Some(&expected))) {
             Ok(Some(cw)) => {
                 let welcome = cw.welcome.as_deref().unwrap_or_default();
                 let mut body = Vec::with_capacity(cw.commit.len() + welcome.len());

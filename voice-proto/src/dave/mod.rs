@@ -47,6 +47,20 @@ const PASSTHROUGH_AFTER_UPGRADE: Duration = Duration::from_secs(10);
 /// them cannot grow the map.
 const MAX_PENDING_TRANSITIONS: usize = 64;
 
+/// Runs a davey call that decodes bytes from the server. The MLS decoder
+/// underneath (tls_codec 0.4) `debug_assert!`s on some malformed length
+/// prefixes just before it returns its error, so in a build with debug
+/// assertions on, hostile bytes would panic rather than fail. The panic is
+/// caught and becomes that call's error, handled like any refused message
+/// (a commit or welcome leads to recovery). Release builds never panic
+/// here; with `panic = "abort"` a debug build has nothing to catch.
+fn decode_guard<T, E: core::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("malformed MLS message (decoder assertion)".to_owned()),
+    }
+}
+
 /// Something the DAVE machine asks of the connection.
 #[derive(Debug)]
 pub(crate) enum DaveOutput {
@@ -264,7 +278,7 @@ impl Dave {
         // A reinit forgets davey's prepared transitions; forget ours too.
         self.pending.clear();
         if let (Some(body), Some(s)) = (self.external_sender.as_deref(), self.session.as_mut())
-            && let Err(error) = s.set_external_sender(body)
+            && let Err(error) = decode_guard(|| s.set_external_sender(body))
         {
             tracing::debug!(%error, "external sender not applied to the new session");
         }

@@ -19,7 +19,7 @@ impl Dave {
     pub(super) fn on_commit(&mut self, tid: u16, commit: &[u8], now: Instant, stats: &mut DaveStats) {
         let Some(session) = self.session.as_mut() else { return };
         let version = session.protocol_version().get();
-        match session.process_commit(commit) {
+        match super::decode_guard(|| session.process_commit(commit)) {
             Ok(true) => self.prepare(tid, version, now, stats),
             // No group yet, or a pending one: the welcome will follow.
             Ok(false) => tracing::debug!(tid, "commit ignored (no established group)"),
@@ -36,7 +36,7 @@ impl Dave {
         let expected = self.expected_users();
         let Some(session) = self.session.as_mut() else { return };
         let version = session.protocol_version().get();
-        match session.process_welcome(welcome, Some(&expected)) {
+        match super::decode_guard(|| session.process_welcome(welcome, Some(&expected))) {
             Ok(()) => self.prepare(tid, version, now, stats),
             Err(error) => {
                 tracing::warn!(%error, tid, "welcome could not be processed");
