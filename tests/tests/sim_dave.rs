@@ -331,8 +331,7 @@ fn a_corrupted_commit_is_answered_with_recovery_and_the_group_heals() {
 
 #[test]
 fn the_optional_policy_downgrades_for_a_client_without_dave_and_upgrades_when_it_leaves() {
-    let mut config = ServerConfig::default();
-    config.dave = DavePolicy::Optional;
+    let config = ServerConfig { dave: DavePolicy::Optional, ..ServerConfig::default() };
     let mut sim = Sim::new(config, 51);
     let ab = members(&mut sim, &[111, 222]);
     assert!(sim.run_until_sendable(&ab, 10 * SECOND));
