@@ -165,6 +165,9 @@ pub struct Sim {
     /// Drop every websocket frame clients send (a server that stopped
     /// answering).
     pub blackhole_ws_to_server: bool,
+    /// Rewrites websocket frames on their way to a client (index, frame):
+    /// a server that frames things differently.
+    pub rewrite_to_client: Option<fn(usize, &mut WsFrame)>,
     control: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     server_deadline: Option<Instant>,
@@ -190,6 +193,7 @@ impl Sim {
             control_latency: Duration::from_millis(10),
             server_events: Vec::new(),
             blackhole_ws_to_server: false,
+            rewrite_to_client: None,
             control: BTreeMap::new(),
             seq: 0,
             server_deadline: None,
@@ -548,7 +552,10 @@ impl Sim {
                     self.clients[client].conn.handle_ws_open(now);
                 }
             }
-            Delivery::ToClient { client, conn, frame } => {
+            Delivery::ToClient { client, conn, mut frame } => {
+                if let Some(rewrite) = self.rewrite_to_client {
+                    rewrite(client, &mut frame);
+                }
                 let c = &mut self.clients[client];
                 if c.ws != Some(conn) {
                     return;

@@ -99,6 +99,56 @@ fn two_clients_form_a_group_and_talk_end_to_end() {
     let room = sim.server.dave_room(GUILD, CHANNEL).unwrap();
     assert_eq!(room.payloads_plaintext, 0, "no plaintext Opus ever reached the server");
     assert_eq!(room.payloads_with_trailer, 180);
+    assert_eq!(room.payloads_silence, 10, "each trailer's silence went out without DAVE");
+}
+
+#[test]
+fn a_gateway_v4_client_forms_a_group_with_a_v8_one() {
+    let mut sim = Sim::default_server(2);
+    let a = sim.add_client(111, |c| c.gateway_version = voice_proto::wire::GatewayVersion::V4);
+    sim.connect(a, CHANNEL);
+    let b = sim.add_client(222, |_| {});
+    sim.connect(b, CHANNEL);
+    assert!(sim.run_until_sendable(&[a, b], 10 * SECOND));
+    assert!(sim.clients[a].urls[0].ends_with("?v=4"));
+    one_code(&sim, &[a, b]);
+    let now = sim.now;
+    sim.clients[a].queue_frames(50, now);
+    sim.clients[b].queue_frames(50, now);
+    sim.run_for(3 * SECOND);
+    assert_eq!(total_lost(&flows(&sim, &[a, b])), 0);
+}
+
+#[test]
+fn a_welcome_with_transition_id_0_executes_at_once() {
+    let mut sim = Sim::call(71);
+    // The joiner (client 2) gets its welcome as op 30 with transition id 0.
+    sim.rewrite_to_client = Some(|client, frame| {
+        if let voice_proto::wire::WsFrame::Binary(b) = frame
+            && client == 2
+            && b.get(2) == Some(&30)
+            && b.len() > 5
+        {
+            b[3] = 0;
+            b[4] = 0;
+        }
+    });
+    let c = sim.add_client(333, |_| {});
+    sim.connect(c, CHANNEL);
+    sim.run_until(10 * SECOND, |s| s.clients[c].conn.can_send_audio());
+    assert!(sim.clients[c].conn.can_send_audio(), "the joiner can send as soon as it is welcomed");
+    let sent = sim.clients[c].sent_messages();
+    assert!(
+        !sent.iter().any(|m| matches!(m, voice_proto::wire::Message::DaveTransitionReady(_))),
+        "nothing to be ready for"
+    );
+    // The server never hears the joiner is ready: the others move over at
+    // the execute timeout.
+    assert!(sim.run_until_sendable(&[0, 1, c], 10 * SECOND));
+    sim.run_until(10 * SECOND, |s| s.server.dave_room(GUILD, CHANNEL).is_some_and(|r| !r.busy));
+    assert!(transitions(&sim).last().is_some_and(|t| t.2), "the execute timed out");
+    one_code(&sim, &[0, 1, c]);
+    assert_rosters_agree(&sim, &[0, 1, c]);
 }
 
 #[test]
@@ -229,23 +279,36 @@ fn under_loss_and_reordering_the_group_converges_and_audio_flows() {
     let lossy = Link { latency: Duration::from_millis(20), jitter: Duration::from_millis(40), loss: 0.05 };
     sim.up.link = lossy;
     sim.down.link = lossy;
-    let abc = members(&mut sim, &[111, 222, 333]);
-    assert!(sim.run_until_sendable(&abc, 15 * SECOND));
-    one_code(&sim, &abc);
-    assert_rosters_agree(&sim, &abc);
+    let ab = members(&mut sim, &[111, 222]);
+    assert!(sim.run_until_sendable(&ab, 15 * SECOND));
     let now = sim.now;
-    for &i in &abc {
+    for &i in &ab {
         sim.clients[i].queue_frames(500, now);
     }
-    sim.run_for(15 * SECOND);
+    sim.run_for(2 * SECOND);
+    // A third joins while audio flows over the lossy network.
+    let c = sim.add_client(333, |_| {});
+    sim.connect(c, CHANNEL);
+    let abc = [ab[0], ab[1], c];
+    assert!(sim.run_until_sendable(&abc, 15 * SECOND));
+    let now = sim.now;
+    sim.clients[c].queue_frames(400, now);
+    sim.run_for(12 * SECOND);
+    one_code(&sim, &abc);
+    assert_rosters_agree(&sim, &abc);
     for ((a, b), f) in flows(&sim, &abc) {
         // Two lossy hops: about 90 % arrive; none is refused by DAVE.
         assert!(f.received * 100 >= f.expected * 80, "{a}->{b}: {f:?}");
     }
     for &i in &abc {
         let d = &sim.clients[i].conn.stats().dave;
-        assert_eq!((d.unencrypted_refused, d.replays_refused, d.held_expired), (0, 0, 0), "client {i}: {d:?}");
+        assert_eq!((d.unencrypted_refused, d.replays_refused), (0, 0), "client {i}: {d:?}");
         assert_eq!(sim.clients[i].conn.stats().decrypt_failures, 0);
+        // Only the joiner heard frames it had no key for: the group's,
+        // from before its welcome.
+        if i != c {
+            assert_eq!(d.held_expired, 0, "client {i}: {d:?}");
+        }
     }
 }
 
