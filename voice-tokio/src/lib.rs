@@ -24,6 +24,11 @@
 //! 20 ms on an absolute schedule ([`pacing`]); received audio comes out per
 //! user ([`ReceivedAudio`]); events ([`voice_proto::Event`]) come through a
 //! bounded channel, and every drop is counted in [`CallStats`].
+//!
+//! Calls are end-to-end encrypted (DAVE) whenever the server negotiates it,
+//! as Discord does for every non-stage channel: queued frames wait until
+//! the call's first transition executes ([`Call::wait_can_send`]), and
+//! [`CallState`] carries the DAVE version and the voice privacy code.
 
 mod call;
 mod config;
