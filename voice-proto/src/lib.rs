@@ -66,6 +66,7 @@ pub mod wire;
 pub use close_code::{CloseAction, FinalReason, close_action};
 pub use config::Config;
 pub use connection::{Datagram, OwnedVoicePacket, State, Transmit, VoiceConnection, VoicePacket};
+pub use dave::is_dave_frame;
 pub use error::{DatagramError, E2eeError, SendError, WsError};
 pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate};
 pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason};

@@ -31,10 +31,12 @@ fn read_uleb128(bytes: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// The protocol frame check (PROTOCOL.md §6.8, receiver side): whether
-/// `frame` has the layout of a DAVE frame (marker, a supplemental size that
-/// fits, a nonce and well-formed unencrypted ranges inside it). It says
-/// nothing about authenticity.
-pub(crate) fn is_dave_frame(frame: &[u8]) -> bool {
+/// `frame` has the layout of a DAVE media frame (the `FA FA` marker, a
+/// supplemental size that fits, a 32-bit nonce and well-formed unencrypted
+/// ranges inside it). It says nothing about authenticity: the receive path
+/// runs it to tell plaintext from ciphertext, and a server can run it to
+/// see whether forwarded media is end-to-end encrypted.
+pub fn is_dave_frame(frame: &[u8]) -> bool {
     let len = frame.len();
     if len < MIN_SUPPLEMENTAL || frame[len - 2..] != MARKER {
         return false;
@@ -45,14 +47,14 @@ pub(crate) fn is_dave_frame(frame: &[u8]) -> bool {
     }
     // Nonce and ranges sit between the tag and the size byte.
     let mut rest = &frame[len - supplemental + 8..len - 3];
-    let Some((_, n)) = read_uleb128(rest) else { return false };
+    let Some((_, n)) = read_uleb128(rest).filter(|&(nonce, _)| nonce <= u64::from(u32::MAX)) else { return false };
     rest = &rest[n..];
     let (body, mut last_end) = (len - supplemental, 0u64);
     while !rest.is_empty() {
         let Some((offset, a)) = read_uleb128(rest) else { return false };
         let Some((size, b)) = rest.get(a..).and_then(read_uleb128) else { return false };
         rest = &rest[a + b..];
-        let end = offset.saturating_add(size);
+        let Some(end) = offset.checked_add(size) else { return false };
         if offset < last_end || end > body as u64 {
             return false;
         }
@@ -108,6 +110,12 @@ mod tests {
         let mut open_nonce = VECTOR;
         open_nonce[11] = 0x81;
         assert!(!is_dave_frame(&open_nonce), "nonce runs into the size byte");
+        // A nonce past 32 bits: ct(1) ‖ tag(8) ‖ 5-byte nonce ‖ supp 16 ‖ FA FA.
+        let mut wide = vec![0u8; 9];
+        wide.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 16, 0xFA, 0xFA]);
+        assert!(!is_dave_frame(&wide), "nonce beyond u32");
+        wide[13] = 0x0F;
+        assert!(is_dave_frame(&wide), "u32::MAX itself is a nonce");
     }
 
     #[test]

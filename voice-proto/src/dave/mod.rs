@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use davey::DaveSession;
 
-pub(crate) use self::frame::{OPUS_SILENCE, is_dave_frame};
+pub(crate) use self::frame::OPUS_SILENCE;
+pub use self::frame::is_dave_frame;
 pub(crate) use self::hold::{HeldFrame, Hold, Pushed};
 use crate::output::DisconnectReason;
 use crate::stats::DaveStats;
