@@ -265,3 +265,39 @@ fn binary_sequence_numbers_are_acknowledged() {
         texts(&drain(&mut conn)).into_iter().filter(|m| matches!(m, Message::Heartbeat(_))).collect();
     assert!(matches!(beats.as_slice(), [Message::Heartbeat(h)] if h.seq_ack == Some(0x0102)), "{beats:?}");
 }
+
+#[test]
+fn dave_transitions_without_a_dave_session_are_refused() {
+    let now = Instant::now();
+    // A call at version 0 (DAVE offered, not negotiated), then one that
+    // offers none: a transition to version 1 cannot be made ready here.
+    for max in [1, 0] {
+        let mut config = config();
+        config.max_dave_protocol_version = max;
+        let Established { mut conn, .. } = established_with(config, 0, now);
+        for text in [
+            r#"{"op":21,"d":{"transition_id":5,"protocol_version":1},"seq":7}"#,
+            r#"{"op":22,"d":{"transition_id":5},"seq":8}"#,
+        ] {
+            conn.handle_ws_message(WsMessage::Text(text), now).unwrap();
+        }
+        let out = drain(&mut conn);
+        assert!(texts(&out).is_empty(), "no op 23 for a transition it cannot make (max {max}): {out:?}");
+        assert_eq!(conn.dave_protocol_version(), 0);
+        assert!(conn.can_send_audio(), "still a working transport-only call");
+        let mut buf = Vec::new();
+        assert!(conn.send_opus(&[0xFC; 30], now, &mut buf).is_ok());
+    }
+}
+
+#[test]
+fn a_frame_too_large_for_opus_is_not_held() {
+    let now = Instant::now();
+    let Established { mut conn, server, key, .. } = dave_call(now);
+    // DAVE-shaped: 3000 bytes of "ciphertext", tag, nonce 1, size, marker.
+    let mut frame = vec![0u8; 3000 + 8];
+    frame.extend_from_slice(&[0x01, 0x0C, 0xFA, 0xFA]);
+    let mut packet = from_user_3(key, 1, &frame);
+    assert_eq!(conn.handle_datagram(server, &mut packet, now), Err(DatagramError::E2ee(E2eeError::Undecryptable)));
+    assert_eq!((conn.stats().dave.frames_held, conn.stats().dave.held_overflow), (0, 1));
+}

@@ -79,7 +79,7 @@ fn two_clients_form_a_group_and_talk_end_to_end() {
     assert_eq!(Some(va.clone()), b.conn.verification_code(a.user), "pairwise codes match");
     assert_eq!(va.chars().filter(char::is_ascii_digit).count(), 45);
     assert!(a.saw(
-        |e| matches!(e, Event::PrivacyCodeChanged { privacy_code: Some(c), dave_protocol_version: 1 } if *c == code)
+        |e| matches!(e, Event::PrivacyCodeChanged { privacy_code: Some(c), dave_protocol_version: 1, .. } if *c == code)
     ));
 
     let now = sim.now;

@@ -151,7 +151,9 @@ impl From<FinalReason> for DisconnectReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// The session is established: audio may flow.
+    /// The session is established: audio may flow (on a DAVE call, once
+    /// `can_send_audio` is true).
+    #[non_exhaustive]
     Connected {
         /// The transport mode in use.
         mode: Mode,
@@ -159,7 +161,8 @@ pub enum Event {
         ssrc: u32,
         /// The DAVE (end-to-end encryption) version negotiated: 0 means
         /// transport encryption only; above 0, audio can be sent once the
-        /// first transition executes ([`Event::PrivacyCodeChanged`]).
+        /// first transition executes
+        /// ([`can_send_audio`](crate::VoiceConnection::can_send_audio)).
         dave_protocol_version: u16,
     },
     /// The connection dropped and is being re-established.
@@ -199,10 +202,13 @@ pub enum Event {
         /// The user.
         user_id: Snowflake,
     },
-    /// The call's voice privacy code changed: a DAVE transition gave the
-    /// group a new epoch (members joined or left), or end-to-end encryption
-    /// stopped (`None`). Equal at every member of the same epoch; users
-    /// compare it to verify the call.
+    /// The call's voice privacy code changed: a DAVE transition was
+    /// prepared for a new epoch (members joined or left; the send key
+    /// follows when the transition executes), or there is no group for now
+    /// (`None`: after a recovery or a new-group epoch, until the group is
+    /// formed again, and after a downgrade to version 0). Equal at every
+    /// member of the same epoch; users compare it to verify the call.
+    #[non_exhaustive]
     PrivacyCodeChanged {
         /// The 30-digit code, or `None`.
         privacy_code: Option<String>,

@@ -183,6 +183,11 @@ impl FrameTransform {
                 stats.replays_refused += 1;
                 Err(E2eeError::Replayed)
             }
+            Err(_) if len > SCRATCH => {
+                // No Opus frame is that large: not worth holding.
+                stats.held_overflow += 1;
+                Err(E2eeError::Undecryptable)
+            }
             Err(_) => {
                 // No decryptor for the sender yet, or no key that opens it:
                 // a transition this client has not processed yet.

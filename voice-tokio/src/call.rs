@@ -27,6 +27,7 @@ pub struct ReceivedAudio {
 
 /// What the driver publishes about its connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallState {
     /// The state machine's state.
     pub state: State,
@@ -271,7 +272,9 @@ impl Call {
 
     /// Waits until every queued frame has been sent (or dropped, counted,
     /// when the session was down). On an end-to-end encrypted call frames
-    /// wait for the first transition, so this may take that long more.
+    /// wait until a send key is installed ([`Call::wait_can_send`]): after
+    /// the first transition, and, for a bot left alone, until someone joins
+    /// again; bound the wait with a timeout where that matters.
     pub async fn flush(&self) -> Result<(), CallError> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Flush(tx)).await?;

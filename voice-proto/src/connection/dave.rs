@@ -26,7 +26,14 @@ impl VoiceConnection {
                 DaveOutput::Failed(reason) => return self.disconnect(reason),
             }
         }
-        for r in self.transform.retry_held(&mut self.stats.dave) {
+        // Retried only when keys changed: a frame that still fails costs a
+        // decryption attempt (and a davey warning) per retry.
+        let released = if self.transform.dave.take_keys_changed() {
+            self.transform.retry_held(&mut self.stats.dave)
+        } else {
+            Vec::new()
+        };
+        for r in released {
             self.stats.packets_received += 1;
             let m = r.meta;
             let packet = OwnedVoicePacket {
@@ -39,6 +46,14 @@ impl VoiceConnection {
             self.push(Output::Voice(packet));
         }
         self.expire_held(now);
+    }
+
+    /// A new voice session: DAVE starts over.
+    pub(crate) fn reset_dave(&mut self) {
+        self.transform.reset(&self.config);
+        self.stats.dave.protocol_version = 0;
+        self.stats.dave.epoch = None;
+        self.timers.stop(Timer::DaveHold);
     }
 
     /// Drops held frames past their age and re-arms the hold timer.

@@ -29,7 +29,7 @@ impl VoiceConnection {
         self.last_seq = None;
         self.users.clear();
         // DAVE belongs to the voice session: a fresh connection starts over.
-        self.transform.reset(&self.config);
+        self.reset_dave();
         for t in [Timer::Discovery, Timer::Keepalive, Timer::Silence, Timer::SpeakingIdle, Timer::DaveHold] {
             self.timers.stop(t);
         }
@@ -47,7 +47,7 @@ impl VoiceConnection {
         if !resume {
             self.link = None;
             self.last_seq = None;
-            self.transform.reset(&self.config);
+            self.reset_dave();
             self.connected_to = self.info.token.clone().map(|t| (endpoint.clone(), t));
         }
         let url = voice_url(&endpoint, self.config.gateway_version.as_u8(), self.config.plain_ws);

@@ -149,6 +149,11 @@ impl VoiceConnection {
             m @ (Message::DavePrepareTransition(_)
             | Message::DaveExecuteTransition(_)
             | Message::DavePrepareEpoch(_)) => {
+                if self.config.max_dave_protocol_version == 0 {
+                    // DAVE is not offered: its messages are not ours.
+                    self.stats.ignored_frames += 1;
+                    return Ok(());
+                }
                 self.transform.dave.handle_message(&m, now, &mut self.stats.dave);
                 self.drain_dave(now);
             }
@@ -285,7 +290,9 @@ impl VoiceConnection {
 /// prefix being its low 16 bits is UNCERTAIN, and below 65536 the two
 /// readings agree), and messages arrive in order, so the nearest is right.
 fn extend_seq(last: Option<i64>, low: u16) -> i64 {
-    let Some(last) = last.filter(|&l| l >= 0) else { return i64::from(low) };
+    // A JSON `seq` near the top of i64 leaves no room to extend: keep the
+    // nearest value that fits.
+    let Some(last) = last.filter(|&l| (0..i64::MAX - 0x2_0000).contains(&l)) else { return i64::from(low) };
     let candidate = (last & !0xFFFF) | i64::from(low);
     if candidate + 0x8000 < last {
         candidate + 0x1_0000
@@ -308,5 +315,6 @@ mod tests {
         assert_eq!(extend_seq(Some(65_536 + 10), 11), 65_547);
         assert_eq!(extend_seq(Some(65_536 + 2), 65_535), 65_535, "one message late stays below");
         assert_eq!(extend_seq(Some(-1), 3), 3);
+        assert_eq!(extend_seq(Some(i64::MAX), 3), 3, "no overflow near the top");
     }
 }

@@ -105,6 +105,9 @@ pub(crate) struct Dave {
     passthrough: Passthrough,
     /// The privacy code last reported.
     reported_code: Option<String>,
+    /// Keys were installed or switched since the held frames were last
+    /// retried.
+    keys_changed: bool,
     /// Recoveries since the last transition that prepared.
     failed_in_a_row: u32,
     max_recoveries: u32,
@@ -136,10 +139,17 @@ impl Dave {
             pending: BTreeMap::new(),
             passthrough: Passthrough::Closed,
             reported_code: None,
+            keys_changed: false,
             failed_in_a_row: 0,
             max_recoveries,
             out: VecDeque::new(),
         }
+    }
+
+    /// Whether keys changed since the last call (held frames may now
+    /// decrypt); clears the flag.
+    pub(crate) fn take_keys_changed(&mut self) -> bool {
+        std::mem::take(&mut self.keys_changed)
     }
 
     /// The next thing to do, if any.

@@ -48,9 +48,6 @@ impl Dave {
     /// Op 21: prepare a change to `version` at `tid`. A downgrade (version
     /// 0) opens passthrough at once: peers that executed it send plaintext.
     pub(super) fn on_prepare_transition(&mut self, tid: u16, version: u16, now: Instant, stats: &mut DaveStats) {
-        if version == 0 {
-            self.passthrough = Passthrough::Open;
-        }
         self.prepare(tid, version, now, stats);
     }
 
@@ -67,6 +64,7 @@ impl Dave {
             stats.mls_errors += 1;
             return;
         }
+        self.keys_changed = true;
         self.executed(version, now, stats);
     }
 
@@ -95,12 +93,27 @@ impl Dave {
     /// Prepares `tid` for `version`: new receive keys now, op 23 to the
     /// gateway, or for id 0 execution at once (and nothing sent).
     fn prepare(&mut self, tid: u16, version: u16, now: Instant, stats: &mut DaveStats) {
-        if let Some(session) = self.session.as_mut()
-            && let Err(error) = session.prepare_transition(tid, version)
-        {
-            tracing::warn!(%error, tid, "transition could not be prepared");
-            stats.mls_errors += 1;
-            return;
+        match self.session.as_mut() {
+            Some(session) => {
+                if let Err(error) = session.prepare_transition(tid, version) {
+                    tracing::warn!(%error, tid, "transition could not be prepared");
+                    stats.mls_errors += 1;
+                    return;
+                }
+                self.keys_changed = true;
+            }
+            // Without an MLS session only a move to version 0 (transport
+            // encryption) can be made ready; anything else arrives by op 24.
+            None if version != 0 => {
+                tracing::warn!(tid, version, "transition to DAVE without a DAVE session");
+                stats.mls_errors += 1;
+                return;
+            }
+            None => {}
+        }
+        if version == 0 {
+            // Peers that executed the downgrade send plaintext.
+            self.passthrough = Passthrough::Open;
         }
         stats.transitions_prepared += 1;
         if version != 0 {
