@@ -70,32 +70,14 @@ pub(crate) struct FrameTransform {
 
 impl FrameTransform {
     pub(crate) fn new(config: &Config) -> Self {
-        let mut t = Self::new_parts(config);
-        t.sealed.reserve(SCRATCH);
-        t.opened.reserve(SCRATCH);
-        t
-    }
-
-    fn new_parts(config: &Config) -> Self {
-        FrameTransform {
-            dave: Dave::new(
-                config.user_id,
-                config.max_dave_protocol_version,
-                config.max_users,
-                config.dave_max_recoveries,
-            ),
-            sealed: Vec::new(),
-            opened: Vec::new(),
-            hold: Hold::new(config.dave_hold_frames, config.dave_hold_total, config.dave_hold_age),
-        }
+        let (dave, hold) = session_state(config);
+        FrameTransform { dave, sealed: Vec::with_capacity(SCRATCH), opened: Vec::with_capacity(SCRATCH), hold }
     }
 
     /// A fresh voice session: new DAVE state, nothing held; the scratch
     /// buffers stay.
     pub(crate) fn reset(&mut self, config: &Config) {
-        let FrameTransform { dave, hold, .. } = Self::new_parts(config);
-        self.dave = dave;
-        self.hold = hold;
+        (self.dave, self.hold) = session_state(config);
     }
 
     /// Whether a non-silent frame can be sent now.
@@ -250,4 +232,11 @@ impl FrameTransform {
     pub(crate) fn hold_deadline(&self) -> Option<Instant> {
         self.hold.deadline()
     }
+}
+
+/// The per-session part of the transform: DAVE state and the hold buffer.
+fn session_state(config: &Config) -> (Dave, Hold) {
+    let dave =
+        Dave::new(config.user_id, config.max_dave_protocol_version, config.max_users, config.dave_max_recoveries);
+    (dave, Hold::new(config.dave_hold_frames, config.dave_hold_total, config.dave_hold_age))
 }
