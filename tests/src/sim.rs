@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use voice_mock::{ConnId, MockServer, ServerConfig, ServerEvent, ServerOutput};
-use voice_proto::wire::{GatewayVersion, Snowflake, WsFrame};
+use voice_proto::wire::{Snowflake, WsFrame};
 use voice_proto::{Config, Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoiceStateUpdate};
 
 use crate::netem::{Link, Netem};
@@ -355,9 +355,9 @@ impl Sim {
                     return any;
                 }
                 Output::GatewaySend(p) => self.on_op4(i, p),
-                Output::ConnectWs { url } => {
-                    let v = url.rsplit("v=").next().and_then(|v| v.parse().ok()).and_then(GatewayVersion::from_u8);
-                    let conn = self.server.accept(v.unwrap_or(GatewayVersion::V8), now);
+                Output::ConnectWs(target) => {
+                    let conn = self.server.accept(target.version, now);
+                    let url = target.url();
                     let c = &mut self.clients[i];
                     assert!(c.ws.is_none(), "client {i}: ConnectWs while a socket is open");
                     c.ws = Some(conn);

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{Snowflake, Token};
+use crate::wire::{GatewayVersion, Snowflake, Token};
 
 /// Op 4 "Update Voice State", to send on the bot's main gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,16 +130,65 @@ impl VoiceInfo {
     }
 }
 
-/// The websocket URL for an endpoint: `wss://{endpoint}/?v={v}`, port kept;
-/// a scheme already present is stripped first.
-pub fn voice_url(endpoint: &str, version: u8, plain_ws: bool) -> String {
-    let host = endpoint
-        .strip_prefix("wss://")
-        .or_else(|| endpoint.strip_prefix("ws://"))
-        .unwrap_or(endpoint)
-        .trim_end_matches('/');
-    let scheme = if plain_ws { "ws" } else { "wss" };
-    format!("{scheme}://{host}/?v={version}")
+/// Where to open the voice websocket, from a `VOICE_SERVER_UPDATE`
+/// endpoint: typed, so that an adapter opens TCP (and TLS) to `host:port`
+/// without parsing a URL back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct WsTarget {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port: the endpoint's, else 443 for TLS and 80 without.
+    pub port: u16,
+    /// Whether the websocket runs over TLS (`wss://`).
+    pub tls: bool,
+    /// The voice gateway version, sent as `?v=`.
+    pub version: GatewayVersion,
+}
+
+impl WsTarget {
+    /// The target of `endpoint` (`host`, `host:port`, `[v6]:port`, with or
+    /// without a `ws://`/`wss://` scheme and trailing `/`). `plain_ws`
+    /// selects `ws://` for local servers. A port that is not a number is
+    /// kept as part of the host, and the connect fails for that endpoint.
+    pub fn from_endpoint(endpoint: &str, version: GatewayVersion, plain_ws: bool) -> Self {
+        let rest = endpoint
+            .strip_prefix("wss://")
+            .or_else(|| endpoint.strip_prefix("ws://"))
+            .unwrap_or(endpoint)
+            .trim_end_matches('/');
+        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        let tls = !plain_ws;
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, tail)) => (h, tail.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port)),
+                None => (authority, default_port),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => match p.parse() {
+                    Ok(port) => (h, port),
+                    Err(_) => (authority, default_port),
+                },
+                _ => (authority, default_port),
+            }
+        };
+        WsTarget { host: host.to_owned(), port, tls, version }
+    }
+
+    /// The URL the websocket upgrade requests: `wss://host:port/?v=8`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        format!("{scheme}://{host}:{}/?v={}", self.port, self.version.as_u8())
+    }
+}
+
+impl core::fmt::Display for WsTarget {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.url())
+    }
 }
 
 #[cfg(test)]
@@ -163,13 +212,21 @@ mod tests {
     }
 
     #[test]
-    fn url_keeps_port_and_strips_scheme() {
+    fn targets_keep_port_and_strip_scheme() {
+        let t = WsTarget::from_endpoint("sweetwater-12345.discord.media:2048", GatewayVersion::V8, false);
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("sweetwater-12345.discord.media", 2048, true));
+        assert_eq!(t.url(), "wss://sweetwater-12345.discord.media:2048/?v=8");
+        let t = WsTarget::from_endpoint("wss://a.b/", GatewayVersion::V8, false);
+        assert_eq!((t.host.as_str(), t.port), ("a.b", 443));
+        let t = WsTarget::from_endpoint("127.0.0.1:9", GatewayVersion::V4, true);
         assert_eq!(
-            voice_url("sweetwater-12345.discord.media:2048", 8, false),
-            "wss://sweetwater-12345.discord.media:2048/?v=8"
+            (t.host.as_str(), t.port, t.tls, t.url().as_str()),
+            ("127.0.0.1", 9, false, "ws://127.0.0.1:9/?v=4")
         );
-        assert_eq!(voice_url("wss://a.b:443", 8, false), "wss://a.b:443/?v=8");
-        assert_eq!(voice_url("127.0.0.1:9", 4, true), "ws://127.0.0.1:9/?v=4");
+        let t = WsTarget::from_endpoint("[::1]:7000", GatewayVersion::V8, true);
+        assert_eq!((t.host.as_str(), t.port, t.url().as_str()), ("::1", 7000, "ws://[::1]:7000/?v=8"));
+        let t = WsTarget::from_endpoint("h:port", GatewayVersion::V8, false);
+        assert_eq!((t.host.as_str(), t.port), ("h:port", 443), "a bad port is not guessed");
     }
 
     #[test]

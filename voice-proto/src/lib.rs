@@ -16,7 +16,7 @@
 //!     let deadline = loop {
 //!         match conn.poll_output() {
 //!             Output::GatewaySend(op4)      => main_gateway.send(op4.to_json()),
-//!             Output::ConnectWs { url }     => open websocket, later conn.handle_ws_open(now),
+//!             Output::ConnectWs(target)    => open websocket, later conn.handle_ws_open(now),
 //!             Output::WsSend(frame)         => websocket.send(frame),
 //!             Output::CloseWs { code }      => websocket.close(code) and forget it,
 //!             Output::Transmit { to, bytes }=> udp.send_to(bytes, to),
@@ -68,7 +68,7 @@ pub use config::Config;
 pub use connection::{Datagram, OwnedVoicePacket, State, Transmit, VoiceConnection, VoicePacket};
 pub use dave::is_dave_frame;
 pub use error::{DatagramError, E2eeError, SendError, WsError};
-pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate};
+pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate, WsTarget};
 pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason};
 pub use stats::{DaveStats, Stats};
 pub use voice_rtp::Mode;

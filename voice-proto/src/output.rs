@@ -8,7 +8,7 @@ use voice_rtp::Mode;
 
 use crate::close_code::FinalReason;
 use crate::connection::OwnedVoicePacket;
-use crate::gateway::UpdateVoiceState;
+use crate::gateway::{UpdateVoiceState, WsTarget};
 use crate::wire::{Snowflake, WsFrame};
 
 /// One thing for the driver to do, from [`poll_output`](crate::VoiceConnection::poll_output).
@@ -19,12 +19,11 @@ use crate::wire::{Snowflake, WsFrame};
 pub enum Output {
     /// Send this op 4 payload on the bot's main gateway.
     GatewaySend(UpdateVoiceState),
-    /// Open a websocket to `url`, then call `handle_ws_open`. Any socket from
-    /// before is already closed (a [`Output::CloseWs`] came first).
-    ConnectWs {
-        /// `wss://{endpoint}/?v=8`, or `ws://` when configured for local servers.
-        url: String,
-    },
+    /// Open a websocket to this target (TCP to `host:port`, TLS when
+    /// `tls`, then the upgrade to [`WsTarget::url`]), then call
+    /// `handle_ws_open`. Any socket from before is already closed (a
+    /// [`Output::CloseWs`] came first).
+    ConnectWs(WsTarget),
     /// Send this frame on the open websocket.
     WsSend(WsFrame),
     /// Close the websocket with `code` and drop it; report nothing more from it.

@@ -318,7 +318,8 @@ impl Driver {
                         break;
                     }
                     Output::GatewaySend(p) => self.gateway.update_voice_state(p),
-                    Output::ConnectWs { url } => {
+                    Output::ConnectWs(target) => {
+                        let url = target.url();
                         let (tls, timeout) = (self.tls.clone(), self.ws_timeout);
                         self.connecting = Some(Box::pin(async move { ws::connect(&url, &tls, timeout).await }));
                     }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::{Pending, State, VoiceConnection, Ws};
 use crate::close_code::{CloseAction, close_action};
-use crate::gateway::voice_url;
+use crate::gateway::WsTarget;
 use crate::output::{DisconnectReason, Event, Output, ReconnectReason};
 use crate::timer::Timer;
 
@@ -50,8 +50,8 @@ impl VoiceConnection {
             self.reset_dave();
             self.connected_to = self.info.token.clone().map(|t| (endpoint.clone(), t));
         }
-        let url = voice_url(&endpoint, self.config.gateway_version.as_u8(), self.config.plain_ws);
-        self.push(Output::ConnectWs { url });
+        let target = WsTarget::from_endpoint(&endpoint, self.config.gateway_version, self.config.plain_ws);
+        self.push(Output::ConnectWs(target));
         self.ws = Ws::Opening { resume };
         self.state = if resume { State::Resuming } else { State::Connecting };
         self.timers.set(Timer::WsOpen, now + self.config.ws_open_timeout);
