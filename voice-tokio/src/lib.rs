@@ -1,6 +1,8 @@
-//! The tokio adapter for `voice-proto`: a Discord voice connection per
-//! guild, each driven by one task that owns its websocket (rustls TLS), its
-//! UDP socket and one timer.
+//! The tokio adapter of the voice driver layer: a Discord voice connection
+//! per guild, each driven by one task that owns its websocket (rustls TLS),
+//! its UDP socket and one timer. This crate is only the tokio seam
+//! ([`TokioRuntime`]); the calls, pacing, queues and files are
+//! [`voice_driver`]'s, re-exported here.
 //!
 //! ```no_run
 //! use voice_tokio::{DriverConfig, Manager};
@@ -20,27 +22,56 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Audio goes through a bounded [`FrameSink`] and leaves at one frame per
-//! 20 ms on an absolute schedule ([`pacing`]); received audio comes out per
-//! user ([`ReceivedAudio`]); events ([`voice_proto::Event`]) come through a
-//! bounded channel, and every drop is counted in [`CallStats`].
+//! Audio goes through a bounded [`FrameSink`] (or a [`FrameSource`] the
+//! driver pulls) and leaves at one frame per 20 ms on an absolute schedule
+//! ([`pacing`]); received audio comes out per user ([`ReceivedAudio`]);
+//! events ([`voice_proto::Event`]) come through a bounded channel, and every
+//! drop is counted in [`CallStats`].
 //!
 //! Calls are end-to-end encrypted (DAVE) whenever the server negotiates it,
 //! as Discord does for every non-stage channel: queued frames wait until
 //! the call's first transition executes ([`Call::wait_can_send`]), and
 //! [`CallState`] carries the DAVE version and the voice privacy code.
 
-mod call;
-mod config;
-mod driver;
-mod error;
-mod manager;
-pub mod ogg;
-pub mod pacing;
-mod ws;
+mod seam;
 
-pub use call::{Call, CallState, CallStats, FrameSink, PlayError, ReceivedAudio};
-pub use config::DriverConfig;
-pub use error::{CallError, ConnectError, JoinError, OggError};
-pub use manager::{MainGateway, Manager, connect};
-pub use voice_proto::{ConnectionInfo, DisconnectReason, Event, GatewayEvent, State, UpdateVoiceState};
+use std::sync::Arc;
+
+pub use seam::TokioRuntime;
+pub use voice_driver::{
+    Call, CallError, CallState, CallStats, ConnectError, ConnectionInfo, DisconnectReason, DriverConfig, Event,
+    FrameSink, FrameSource, GatewayEvent, IterSource, JoinError, Looped, MainGateway, OggError, PlayError,
+    ReceivedAudio, State, UpdateVoiceState, ogg, pacing,
+};
+
+/// Voice calls of one bot, by guild, on tokio: [`voice_driver::Manager`]
+/// (whose methods this derefs to) with the tokio runtime filled in.
+#[derive(Debug)]
+pub struct Manager(voice_driver::Manager);
+
+impl Manager {
+    /// A manager for the bot `user_id`, sending op 4 through `gateway`.
+    /// Its calls are spawned on the current tokio runtime.
+    pub fn new(
+        user_id: voice_proto::wire::Snowflake,
+        gateway: impl MainGateway,
+        config: DriverConfig,
+    ) -> Result<Self, JoinError> {
+        voice_driver::Manager::new(Arc::new(TokioRuntime), user_id, gateway, config).map(Manager)
+    }
+}
+
+impl std::ops::Deref for Manager {
+    type Target = voice_driver::Manager;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// Connects with credentials in hand, without a main gateway (for bot
+/// frameworks and audio nodes that run their own); see
+/// [`voice_driver::connect`]. Resolves when connected.
+pub async fn connect(info: ConnectionInfo, config: DriverConfig) -> Result<Call, JoinError> {
+    voice_driver::connect(Arc::new(TokioRuntime), info, config).await
+}

@@ -1,4 +1,4 @@
-//! Errors of the tokio adapter.
+//! Errors of the driver layer.
 
 use voice_proto::DisconnectReason;
 
@@ -36,15 +36,15 @@ pub enum CallError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The URL is not `ws://host:port/...` or `wss://host:port/...`.
-    #[error("bad websocket URL {0:?}")]
-    BadUrl(String),
+    /// The endpoint's host is not a valid TLS server name.
+    #[error("bad websocket host {0:?}")]
+    BadHost(String),
     /// TCP or TLS failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The websocket upgrade failed.
     #[error(transparent)]
-    Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    Ws(#[from] async_tungstenite::tungstenite::Error),
     /// Opening took too long.
     #[error("websocket connect timed out")]
     Timeout,

@@ -4,54 +4,26 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use voice_proto::wire::Snowflake;
-use voice_proto::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceConnection};
+use voice_proto::{ConnectionInfo, GatewayEvent, VoiceConnection};
 
 use crate::call::{Call, CallState, FrameSink};
 use crate::config::DriverConfig;
-use crate::driver::{Channels, Driver};
+use crate::core::{CallCore, Channels};
 use crate::error::{CallError, JoinError};
-
-/// The application's main gateway, as far as voice needs it: a way to send
-/// op 4 "Update Voice State".
-pub trait MainGateway: Send + Sync + 'static {
-    /// Sends `payload` (serialise it with [`UpdateVoiceState::to_json`]) on
-    /// the shard that serves its guild.
-    fn update_voice_state(&self, payload: UpdateVoiceState);
-}
-
-impl<F: Fn(UpdateVoiceState) + Send + Sync + 'static> MainGateway for F {
-    fn update_voice_state(&self, payload: UpdateVoiceState) {
-        self(payload)
-    }
-}
-
-impl MainGateway for mpsc::UnboundedSender<UpdateVoiceState> {
-    fn update_voice_state(&self, payload: UpdateVoiceState) {
-        if self.send(payload).is_err() {
-            tracing::warn!("main gateway channel closed; op 4 not sent");
-        }
-    }
-}
-
-/// A gateway that sends nothing, for driver-only calls.
-struct NoGateway;
-
-impl MainGateway for NoGateway {
-    fn update_voice_state(&self, payload: UpdateVoiceState) {
-        tracing::debug!(channel = ?payload.channel_id, "driver-only call: op 4 not sent anywhere");
-    }
-}
+use crate::gateway::{MainGateway, NoGateway};
+use crate::runtime::{AsyncUdpSocket, Runtime};
+use crate::task::{CallTask, TaskIo};
 
 fn spawn_call(
+    runtime: &Arc<dyn Runtime>,
     guild: Snowflake,
     user: Snowflake,
     config: &DriverConfig,
     gateway: Arc<dyn MainGateway>,
     tls: Arc<rustls::ClientConfig>,
-    udp: UdpSocket,
+    udp: Box<dyn AsyncUdpSocket>,
 ) -> Call {
     let mut proto = config.proto.clone();
     proto.guild_id = guild;
@@ -59,16 +31,25 @@ fn spawn_call(
     // RTP sequence, timestamp and nonce start values must be unpredictable
     // across restarts: mix in per-process randomness from the OS.
     proto.seed ^= os_random() ^ guild.get().rotate_left(17) ^ user.get();
-    let conn = VoiceConnection::new(proto, tokio::time::Instant::now().into_std());
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let conn = VoiceConnection::new(proto, runtime.now());
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(config.frame_capacity.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
     let (audio_tx, audio_rx) = mpsc::channel(config.receive_capacity.max(1));
     let (state_tx, state_rx) = watch::channel(CallState::new());
-    let ch = Channels { commands: cmd_rx, frames: frame_rx, events: event_tx, audio: audio_tx, state: state_tx };
-    let driver = Driver::new(conn, ch, gateway, tls, config.ws_connect_timeout, udp);
-    tokio::spawn(driver.run());
+    let ch = Channels { frames: frame_rx, events: event_tx, audio: audio_tx, state: state_tx };
+    let io = TaskIo {
+        runtime: runtime.clone(),
+        gateway,
+        tls,
+        connects: config.connect_limit(),
+        ws_timeout: config.ws_connect_timeout,
+        udp,
+    };
+    let task = CallTask::new(CallCore::new(conn, ch), io, cmd_rx);
+    runtime.spawn(Box::pin(task.run()));
     Call {
+        runtime: runtime.clone(),
         guild_id: guild,
         commands: cmd_tx,
         state: state_rx,
@@ -87,12 +68,13 @@ fn os_random() -> u64 {
     h.finish()
 }
 
-async fn bind_udp() -> std::io::Result<UdpSocket> {
-    UdpSocket::bind(("0.0.0.0", 0)).await
+fn bind_udp(runtime: &dyn Runtime) -> std::io::Result<Box<dyn AsyncUdpSocket>> {
+    runtime.bind_udp((std::net::Ipv4Addr::UNSPECIFIED, 0).into())
 }
 
 /// Voice calls of one bot, by guild.
 pub struct Manager {
+    runtime: Arc<dyn Runtime>,
     user_id: Snowflake,
     gateway: Arc<dyn MainGateway>,
     config: DriverConfig,
@@ -107,10 +89,17 @@ impl core::fmt::Debug for Manager {
 }
 
 impl Manager {
-    /// A manager for the bot `user_id`, sending op 4 through `gateway`.
-    pub fn new(user_id: Snowflake, gateway: impl MainGateway, config: DriverConfig) -> Result<Self, JoinError> {
+    /// A manager for the bot `user_id` whose calls run on `runtime`,
+    /// sending op 4 through `gateway`.
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        user_id: Snowflake,
+        gateway: impl MainGateway,
+        config: DriverConfig,
+    ) -> Result<Self, JoinError> {
         let tls = config.tls().map_err(|e| JoinError::Tls(e.to_string()))?;
-        Ok(Manager { user_id, gateway: Arc::new(gateway), config, tls, calls: Mutex::new(HashMap::new()) })
+        let gateway = Arc::new(gateway);
+        Ok(Manager { runtime, user_id, gateway, config, tls, calls: Mutex::new(HashMap::new()) })
     }
 
     /// The call of `guild`, if one exists.
@@ -124,12 +113,13 @@ impl Manager {
         if let Some(c) = self.get(guild).filter(|c| c.is_alive()) {
             return Ok(c);
         }
-        let udp = bind_udp().await?;
         let mut calls = self.calls.lock().map_err(|_| std::io::Error::other("call table poisoned"))?;
         if let Some(c) = calls.get(&guild).filter(|c| c.is_alive()) {
             return Ok(c.clone());
         }
-        let call = spawn_call(guild, self.user_id, &self.config, self.gateway.clone(), self.tls.clone(), udp);
+        let udp = bind_udp(&*self.runtime)?;
+        let (gateway, tls) = (self.gateway.clone(), self.tls.clone());
+        let call = spawn_call(&self.runtime, guild, self.user_id, &self.config, gateway, tls, udp);
         calls.insert(guild, call.clone());
         Ok(call)
     }
@@ -191,10 +181,13 @@ impl Manager {
 /// A reconnect that needs fresh credentials (after 4006, say) cannot get
 /// them by itself here: feed the next voice state and server updates with
 /// [`Call::handle_gateway_event`].
-pub async fn connect(info: ConnectionInfo, config: DriverConfig) -> Result<Call, JoinError> {
+///
+/// Calls made from clones of one [`DriverConfig`] share its TLS
+/// configuration (built once) and its limit on handshakes in flight.
+pub async fn connect(runtime: Arc<dyn Runtime>, info: ConnectionInfo, config: DriverConfig) -> Result<Call, JoinError> {
     let tls = config.tls().map_err(|e| JoinError::Tls(e.to_string()))?;
-    let udp = bind_udp().await.map_err(|e| JoinError::Io(e.to_string()))?;
-    let call = spawn_call(info.guild_id, info.user_id, &config, Arc::new(NoGateway), tls, udp);
+    let udp = bind_udp(&*runtime).map_err(|e| JoinError::Io(e.to_string()))?;
+    let call = spawn_call(&runtime, info.guild_id, info.user_id, &config, Arc::new(NoGateway), tls, udp);
     call.join(info.channel_id).await.map_err(|_| JoinError::DriverGone)?;
     for event in info.gateway_events() {
         call.handle_gateway_event(event).await.map_err(|_| JoinError::DriverGone)?;

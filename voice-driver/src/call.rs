@@ -9,6 +9,8 @@ use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, Event, GatewayEvent, State, Stats};
 
 use crate::error::{CallError, JoinError, OggError};
+use crate::runtime::{Runtime, timeout};
+use crate::source::FrameSource;
 
 /// A received Opus packet, attributed to its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +52,15 @@ pub struct CallState {
     pub can_send_audio: bool,
 }
 
+impl Default for CallState {
+    fn default() -> Self {
+        CallState::new()
+    }
+}
+
 impl CallState {
-    pub(crate) fn new() -> Self {
+    /// The state before anything happened: idle, no channel.
+    pub fn new() -> Self {
         CallState {
             state: State::Idle,
             channel: None,
@@ -99,6 +108,7 @@ pub(crate) enum Command {
     MuteDeaf(bool, bool),
     Gateway(GatewayEvent),
     StopSpeaking,
+    Play(Box<dyn FrameSource>),
     Stats(oneshot::Sender<CallStats>),
     VerificationCode(Snowflake, oneshot::Sender<Option<String>>),
     Flush(oneshot::Sender<()>),
@@ -140,6 +150,7 @@ impl FrameSink {
 /// handle is dropped.
 #[derive(Debug, Clone)]
 pub struct Call {
+    pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) guild_id: Snowflake,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) state: watch::Receiver<CallState>,
@@ -169,9 +180,9 @@ impl Call {
     }
 
     /// Waits until the call is connected to `channel`, has given up, or
-    /// `timeout` passes. When the call is elsewhere (a move), only a new
+    /// `limit` passes. When the call is elsewhere (a move), only a new
     /// connection to `channel` counts.
-    pub async fn wait_connected(&self, channel: Snowflake, timeout: Duration) -> Result<(), JoinError> {
+    pub async fn wait_connected(&self, channel: Snowflake, limit: Duration) -> Result<(), JoinError> {
         let mut rx = self.state.clone();
         let start = rx.borrow().clone();
         if start.state == State::Connected && start.channel == Some(channel) {
@@ -198,7 +209,7 @@ impl Call {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait).await.map_err(|_| JoinError::Timeout)?
+        timeout(&*self.runtime, limit, wait).await.map_err(|_| JoinError::Timeout)?
     }
 
     /// Waits until audio can be sent: the call is connected and, when it
@@ -206,7 +217,7 @@ impl Call {
     /// Frames queued before that wait in the queue; this tells when they
     /// start to flow. A bot alone in a DAVE call has no group to encrypt
     /// for, so this waits for someone to join.
-    pub async fn wait_can_send(&self, timeout: Duration) -> Result<(), JoinError> {
+    pub async fn wait_can_send(&self, limit: Duration) -> Result<(), JoinError> {
         let mut rx = self.state.clone();
         let wait = async {
             loop {
@@ -224,7 +235,7 @@ impl Call {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait).await.map_err(|_| JoinError::Timeout)?
+        timeout(&*self.runtime, limit, wait).await.map_err(|_| JoinError::Timeout)?
     }
 
     /// Asks to join (or move to) `channel`; op 4 goes out through the main
@@ -315,10 +326,26 @@ impl Call {
         Ok(n)
     }
 
+    /// Hands `source` to the driver, which pulls one frame per slot from
+    /// it (no task of the caller's in between), and resolves when it has
+    /// ended and its last frame has gone out. Frames queued through the
+    /// [`FrameSink`] wait until the source ends.
+    pub async fn play_source(&self, source: impl FrameSource) -> Result<(), CallError> {
+        self.start_source(source).await?;
+        self.flush().await
+    }
+
+    /// Hands `source` to the driver and returns at once; it replaces any
+    /// source playing. [`Call::stop_speaking`] stops it.
+    pub async fn start_source(&self, source: impl FrameSource) -> Result<(), CallError> {
+        self.command(Command::Play(Box::new(source))).await
+    }
+
     /// Plays an Ogg Opus file (20 ms frames), resolving when it has been
-    /// sent; returns the number of packets.
+    /// sent; returns the number of packets. The file is read whole first
+    /// (on the caller's task).
     pub async fn play_ogg(&self, path: impl AsRef<std::path::Path>) -> Result<u64, PlayError> {
-        let bytes = tokio::fs::read(path).await.map_err(OggError::from)?;
+        let bytes = std::fs::read(path).map_err(OggError::from)?;
         let packets = crate::ogg::read_ogg_opus(&bytes)?;
         Ok(self.play(packets).await?)
     }

@@ -1,0 +1,137 @@
+//! Driver settings and the credentials for driver-only use.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use voice_proto::wire::Snowflake;
+
+/// Settings shared by the calls of a [`Manager`](crate::Manager).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DriverConfig {
+    /// The voice-proto configuration template (guild and user are filled in
+    /// per call).
+    pub proto: voice_proto::Config,
+    /// Extra trusted roots (a local server's certificate); webpki roots are
+    /// always trusted.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Events buffered per call before new ones are dropped (and counted).
+    pub event_capacity: usize,
+    /// Opus frames buffered per call for sending (about 20 ms each).
+    pub frame_capacity: usize,
+    /// Received packets buffered per call before new ones are dropped.
+    pub receive_capacity: usize,
+    /// How long `join` waits for the connection before failing.
+    pub join_timeout: Duration,
+    /// Time allowed for a websocket (TCP, TLS and upgrade) to open.
+    pub ws_connect_timeout: Duration,
+    /// Websockets (TCP, TLS, upgrade) opening at once, across every call
+    /// made with this configuration or its clones: a thousand joins do not
+    /// become a thousand simultaneous handshakes.
+    pub max_concurrent_connects: usize,
+    /// A TLS client configuration to use instead of the one built from the
+    /// webpki roots and `extra_roots`.
+    pub tls_config: Option<Arc<ClientConfig>>,
+    /// What clones share: the TLS configuration once built, and the
+    /// connect limit.
+    shared: Arc<Shared>,
+}
+
+/// State shared by a configuration and its clones.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The TLS configuration built for these extra roots.
+    tls: Mutex<Option<(Vec<CertificateDer<'static>>, Arc<ClientConfig>)>>,
+    connects: OnceLock<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            proto: voice_proto::Config::new(Snowflake(0), Snowflake(0)),
+            extra_roots: Vec::new(),
+            event_capacity: 256,
+            frame_capacity: 50,
+            receive_capacity: 512,
+            join_timeout: Duration::from_secs(20),
+            ws_connect_timeout: Duration::from_secs(10),
+            max_concurrent_connects: 64,
+            tls_config: None,
+            shared: Arc::default(),
+        }
+    }
+}
+
+impl DriverConfig {
+    /// The rustls client configuration: `tls_config` if set, else webpki
+    /// roots plus `extra_roots` with ring as the crypto provider, built once
+    /// and shared by this configuration's clones (every call of a manager,
+    /// and driver-only `connect` calls given clones of one configuration).
+    pub fn tls(&self) -> Result<Arc<ClientConfig>, rustls::Error> {
+        if let Some(c) = &self.tls_config {
+            return Ok(c.clone());
+        }
+        let mut cached = self.shared.tls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((roots, config)) = cached.as_ref()
+            && *roots == self.extra_roots
+        {
+            return Ok(config.clone());
+        }
+        let config = build_tls(&self.extra_roots)?;
+        *cached = Some((self.extra_roots.clone(), config.clone()));
+        Ok(config)
+    }
+
+    /// The limit on websockets opening at once, shared by clones.
+    pub(crate) fn connect_limit(&self) -> Arc<tokio::sync::Semaphore> {
+        let n = self.max_concurrent_connects.max(1);
+        self.shared.connects.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(n))).clone()
+    }
+
+    /// Adds the certificates of a PEM file's text to the trusted roots.
+    pub fn trust_pem(&mut self, pem: &[u8]) -> Result<usize, rustls::pki_types::pem::Error> {
+        use rustls::pki_types::pem::PemObject;
+        let before = self.extra_roots.len();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            self.extra_roots.push(cert?);
+        }
+        Ok(self.extra_roots.len() - before)
+    }
+}
+
+/// Webpki roots plus `extra`, ring as the crypto provider.
+fn build_tls(extra: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    for cert in extra {
+        roots.add(cert.clone())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn clones_share_one_tls_config_until_the_roots_change() {
+        let mut a = DriverConfig::default();
+        let b = a.clone();
+        let (ta, tb) = (a.tls().unwrap(), b.tls().unwrap());
+        assert!(Arc::ptr_eq(&ta, &tb), "built once for both");
+        a.extra_roots.push(CertificateDer::from(vec![1, 2, 3]));
+        assert!(a.tls().is_err(), "a bad extra root is refused, not cached");
+        a.extra_roots.clear();
+        assert!(Arc::ptr_eq(&a.tls().unwrap(), &ta));
+        let c = DriverConfig { tls_config: Some(ta.clone()), ..DriverConfig::default() };
+        assert!(Arc::ptr_eq(&c.tls().unwrap(), &ta));
+        assert!(Arc::ptr_eq(&a.connect_limit(), &b.connect_limit()));
+    }
+}

@@ -1,0 +1,39 @@
+//! The driver layer of the voice workspace: everything above
+//! [`voice_proto`] that does not depend on an async runtime, written once.
+//!
+//! - [`CallCore`]: one call's driver as a state machine over
+//!   [`voice_proto::VoiceConnection`] with time as input: the frame and
+//!   flush policy, the [`pacing`] schedule, the hand-off of received audio
+//!   and events, the counters.
+//! - A task per call that carries out the core's IO on a [`Runtime`], the
+//!   small seam each adapter implements (clock and timer, spawn, UDP, TCP);
+//!   TLS (rustls) and the websocket (tungstenite) run above it, here.
+//! - The handles: [`Call`], [`FrameSink`], [`Manager`], [`connect`], pulled
+//!   audio ([`FrameSource`]), [`ogg`] files, [`DriverConfig`] and errors.
+//!
+//! Applications use an adapter: `voice-tokio` or `voice-async-std` (smol,
+//! async-std), which re-export this crate's API with their runtime filled
+//! in. Channels are `tokio::sync`'s, which run on any executor.
+
+mod call;
+mod config;
+mod core;
+mod error;
+mod gateway;
+mod manager;
+pub mod ogg;
+pub mod pacing;
+pub mod runtime;
+mod source;
+mod task;
+mod ws;
+
+pub use call::{Call, CallState, CallStats, FrameSink, PlayError, ReceivedAudio};
+pub use config::DriverConfig;
+pub use core::{CallCore, Channels, Io};
+pub use error::{CallError, ConnectError, JoinError, OggError};
+pub use gateway::MainGateway;
+pub use manager::{Manager, connect};
+pub use runtime::Runtime;
+pub use source::{FrameSource, IterSource, Looped};
+pub use voice_proto::{ConnectionInfo, DisconnectReason, Event, GatewayEvent, State, UpdateVoiceState};

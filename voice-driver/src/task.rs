@@ -1,0 +1,413 @@
+//! The task that carries out one [`CallCore`]'s IO on a [`Runtime`]: it
+//! owns the websocket, the UDP socket and one timer, feeds one input at a
+//! time and drains what the core asks for (DESIGN.md "Adapters").
+//!
+//! Cheap per wake: one timer, reset only when the earliest of the
+//! machine's deadline, the frame slot and the websocket write limit moves;
+//! the websocket is read only after its socket signalled (a gate on its
+//! waker), so a wake for a frame slot costs no websocket read attempt;
+//! datagrams go out with a non-blocking send on a connected socket.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::{self, Message};
+use futures_util::{Sink, Stream};
+use rustls::ClientConfig;
+use tokio::sync::mpsc;
+use voice_proto::wire::{WsFrame, WsMessage};
+
+use crate::call::Command;
+use crate::core::{CallCore, Io};
+use crate::error::ConnectError;
+use crate::gateway::MainGateway;
+use crate::runtime::{AsyncTimer, AsyncUdpSocket, BoxFuture, Runtime, timeout};
+use crate::ws::{self, WsStream};
+
+/// Longest a websocket write may wait before the socket is treated as dead.
+const WS_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The runtime's pieces one call's task uses.
+pub(crate) struct TaskIo {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) gateway: Arc<dyn MainGateway>,
+    pub(crate) tls: Arc<ClientConfig>,
+    pub(crate) connects: Arc<tokio::sync::Semaphore>,
+    pub(crate) ws_timeout: Duration,
+    pub(crate) udp: Box<dyn AsyncUdpSocket>,
+}
+
+pub(crate) struct CallTask {
+    core: CallCore,
+    io: TaskIo,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    peer: Option<SocketAddr>,
+    recv: Box<[u8; 2048]>,
+    ws: Option<WsStream>,
+    ws_out: VecDeque<Message>,
+    ws_flushing: bool,
+    ws_stall_at: Option<Instant>,
+    ws_gate: Arc<Gate>,
+    ws_waker: Option<Waker>,
+    connecting: Option<BoxFuture<Result<WsStream, ConnectError>>>,
+    timer: Pin<Box<dyn AsyncTimer>>,
+    timer_at: Option<Instant>,
+    slot: Option<Instant>,
+}
+
+enum Input {
+    Command(Option<Command>),
+    Timer,
+    WsOpened(Box<Result<WsStream, ConnectError>>),
+    Ws(Option<Result<Message, tungstenite::Error>>),
+    WsBroken,
+    Udp(std::io::Result<(usize, SocketAddr)>),
+    Frame,
+}
+
+impl CallTask {
+    pub(crate) fn new(core: CallCore, io: TaskIo, commands: mpsc::Receiver<Command>) -> Self {
+        let now = io.runtime.now();
+        let timer = io.runtime.new_timer(now + Duration::from_secs(3600));
+        CallTask {
+            core,
+            io,
+            commands,
+            commands_open: true,
+            peer: None,
+            recv: Box::new([0; 2048]),
+            ws: None,
+            ws_out: VecDeque::new(),
+            ws_flushing: false,
+            ws_stall_at: None,
+            ws_gate: Arc::new(Gate::default()),
+            ws_waker: None,
+            connecting: None,
+            timer,
+            timer_at: None,
+            slot: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.drain();
+            if self.core.is_closed() {
+                break;
+            }
+            let wake = std::future::poll_fn(|cx| self.poll_wake(cx)).await;
+            self.handle(wake);
+        }
+        if let Some(ws) = self.ws.take() {
+            let queued = std::mem::take(&mut self.ws_out);
+            close_in_background(&self.io.runtime, ws, queued, 1000);
+        }
+        tracing::debug!(guild = %self.core.connection().config().guild_id, "voice driver stopped");
+    }
+
+    /// Waits for one input, in a fixed priority: commands, then time (a
+    /// flood of datagrams or frames cannot starve heartbeats or pacing),
+    /// then sockets, then the frame queue.
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
+        if self.commands_open
+            && let Poll::Ready(c) = self.commands.poll_recv(cx)
+        {
+            return Poll::Ready(Input::Command(c));
+        }
+        let now = self.io.runtime.now();
+        self.slot = self.core.next_slot(now);
+        let at = [self.core.deadline(), self.slot, self.ws_stall_at].into_iter().flatten().min();
+        if at != self.timer_at {
+            self.timer_at = at;
+            if let Some(at) = at {
+                self.timer.as_mut().reset(at);
+            }
+        }
+        if let Some(at) = at
+            && (at <= now || self.timer.as_mut().poll(cx).is_ready())
+        {
+            return Poll::Ready(Input::Timer);
+        }
+        if let Some(f) = self.connecting.as_mut()
+            && let Poll::Ready(r) = f.as_mut().poll(cx)
+        {
+            self.connecting = None;
+            return Poll::Ready(Input::WsOpened(Box::new(r)));
+        }
+        if self.ws.is_some() {
+            if self.poll_ws_write(cx).is_err() {
+                return Poll::Ready(Input::WsBroken);
+            }
+            if let Some(m) = self.poll_ws_read(cx) {
+                return Poll::Ready(Input::Ws(m));
+            }
+        }
+        if let Poll::Ready(r) = self.io.udp.poll_recv_from(cx, &mut self.recv[..]) {
+            return Poll::Ready(Input::Udp(r));
+        }
+        if self.core.wants_frame() && self.core.poll_frame(cx, now).is_ready() {
+            return Poll::Ready(Input::Frame);
+        }
+        Poll::Pending
+    }
+
+    /// Reads the websocket if its socket signalled since the last read
+    /// came up empty (or a message may still be buffered).
+    fn poll_ws_read(&mut self, cx: &mut Context<'_>) -> Option<Option<Result<Message, tungstenite::Error>>> {
+        let ws = self.ws.as_mut()?;
+        self.ws_gate.set_task(cx.waker());
+        if !self.ws_gate.ready.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let waker = self.ws_waker.get_or_insert_with(|| Waker::from(self.ws_gate.clone()));
+        let mut gated = Context::from_waker(waker);
+        match Pin::new(ws).poll_next(&mut gated) {
+            Poll::Ready(m) => {
+                // More frames may already be buffered: read again next time.
+                self.ws_gate.ready.store(true, Ordering::Release);
+                Some(m)
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    /// Writes queued frames; `Err` when the socket broke.
+    fn poll_ws_write(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
+        let Some(ws) = self.ws.as_mut() else { return Ok(()) };
+        while !self.ws_out.is_empty() {
+            match Pin::new(&mut *ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let Some(m) = self.ws_out.pop_front() else { break };
+                    Pin::new(&mut *ws).start_send(m).map_err(drop)?;
+                    self.ws_flushing = true;
+                }
+                Poll::Ready(Err(_)) => return Err(()),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        if self.ws_flushing {
+            match Pin::new(&mut *ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.ws_flushing = false;
+                    self.ws_stall_at = None;
+                }
+                Poll::Ready(Err(_)) => return Err(()),
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, wake: Input) {
+        let now = self.io.runtime.now();
+        match wake {
+            Input::Command(None) => {
+                // Every handle is gone: shut down.
+                self.commands_open = false;
+                self.core.handles_dropped(now);
+            }
+            Input::Command(Some(c)) => self.core.command(c, now),
+            Input::Timer => self.timer_fired(now),
+            Input::WsOpened(r) => match *r {
+                Ok(ws) => {
+                    self.ws = Some(ws);
+                    self.ws_gate.ready.store(true, Ordering::Release);
+                    self.core.handle_ws_open(now);
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "voice websocket did not open");
+                    self.core.handle_ws_failed(now);
+                }
+            },
+            Input::Ws(m) => self.ws_message(m, now),
+            Input::WsBroken => {
+                tracing::info!("voice websocket send failed or stalled");
+                self.drop_ws();
+                self.core.handle_ws_close(None, now);
+            }
+            Input::Udp(Ok((n, from))) => self.core.handle_datagram(from, &mut self.recv[..n], now),
+            Input::Udp(Err(e)) => tracing::debug!(error = %e, "udp receive error"),
+            Input::Frame => {}
+        }
+    }
+
+    fn timer_fired(&mut self, now: Instant) {
+        let mut due = false;
+        if self.ws_stall_at.is_some_and(|t| t <= now) {
+            due = true;
+            tracing::info!("voice websocket send stalled");
+            self.drop_ws();
+            self.core.handle_ws_close(None, now);
+        }
+        if self.core.deadline().is_some_and(|t| t <= now) {
+            due = true;
+            self.core.handle_timeout(now);
+        }
+        if self.slot.is_some_and(|t| t <= now) {
+            due = true;
+            self.send_frame(now);
+        }
+        if !due {
+            // Woken before time (a coarse timer): set it again.
+            self.timer_at = None;
+        }
+    }
+
+    fn send_frame(&mut self, now: Instant) {
+        let Some(to) = self.core.send_slot(now) else { return };
+        // Speaking (op 5) goes out before the first datagram.
+        self.drain();
+        let CallTask { core, io, peer, .. } = self;
+        if transmit(&*io.udp, peer, core.datagram(), to).is_err() {
+            core.send_failed();
+        }
+    }
+
+    /// Carries out everything the core asks for, up to its next deadline.
+    fn drain(&mut self) {
+        while let Some(io) = self.core.poll_io() {
+            match io {
+                Io::Gateway(p) => self.io.gateway.update_voice_state(p),
+                Io::ConnectWs(target) => {
+                    let (rt, tls, limit) = (self.io.runtime.clone(), self.io.tls.clone(), self.io.ws_timeout);
+                    let connects = self.io.connects.clone();
+                    self.connecting = Some(Box::pin(async move {
+                        // Bounded concurrency: no thundering herd of handshakes.
+                        let _permit = connects.acquire_owned().await;
+                        ws::connect(rt, target, tls, limit).await
+                    }));
+                }
+                Io::WsSend(frame) => {
+                    if self.ws.is_none() {
+                        continue;
+                    }
+                    let msg = match frame {
+                        WsFrame::Binary(b) => Message::Binary(b.into()),
+                        other => Message::Text(other.as_text().unwrap_or_default().to_owned().into()),
+                    };
+                    self.ws_out.push_back(msg);
+                    if self.ws_stall_at.is_none() {
+                        self.ws_stall_at = Some(self.io.runtime.now() + WS_SEND_TIMEOUT);
+                    }
+                }
+                Io::CloseWs(code) => {
+                    self.connecting = None;
+                    if let Some(ws) = self.ws.take() {
+                        // Frames queued before the close (speaking off on a
+                        // leave) still go, then the close frame.
+                        let queued = std::mem::take(&mut self.ws_out);
+                        close_in_background(&self.io.runtime, ws, queued, code);
+                    }
+                    self.drop_ws();
+                }
+                Io::Transmit { to, bytes } => {
+                    if transmit(&*self.io.udp, &mut self.peer, &bytes, to).is_err() {
+                        self.core.send_failed();
+                    }
+                }
+            }
+        }
+    }
+
+    fn drop_ws(&mut self) {
+        self.ws = None;
+        self.ws_out.clear();
+        self.ws_flushing = false;
+        self.ws_stall_at = None;
+    }
+
+    fn ws_message(&mut self, m: Option<Result<Message, tungstenite::Error>>, now: Instant) {
+        match m {
+            Some(Ok(Message::Text(t))) => self.core.handle_ws_message(WsMessage::Text(t.as_str()), now),
+            Some(Ok(Message::Binary(b))) => self.core.handle_ws_message(WsMessage::Binary(&b), now),
+            Some(Ok(Message::Close(frame))) => {
+                self.drop_ws();
+                self.core.handle_ws_close(frame.map(|f| u16::from(f.code)), now);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "voice websocket error");
+                self.drop_ws();
+                self.core.handle_ws_close(None, now);
+            }
+            None => {
+                self.drop_ws();
+                self.core.handle_ws_close(None, now);
+            }
+        }
+    }
+}
+
+/// Sends one datagram, connecting the socket to a new peer first so that
+/// the kernel filters every other source.
+fn transmit(
+    udp: &dyn AsyncUdpSocket,
+    peer: &mut Option<SocketAddr>,
+    bytes: &[u8],
+    to: SocketAddr,
+) -> std::io::Result<()> {
+    if *peer != Some(to) {
+        match udp.connect(to) {
+            Ok(()) => *peer = Some(to),
+            Err(e) => tracing::debug!(error = %e, "udp connect failed"),
+        }
+    }
+    let sent = if *peer == Some(to) { udp.try_send(bytes) } else { udp.try_send_to(bytes, to) };
+    sent.map(drop).inspect_err(|e| tracing::debug!(error = %e, "udp send failed"))
+}
+
+/// Sends what was queued and a close frame, and lets the socket go, without
+/// holding up the driver.
+fn close_in_background(runtime: &Arc<dyn Runtime>, mut ws: WsStream, queued: VecDeque<Message>, code: u16) {
+    use futures_util::SinkExt;
+    let rt = runtime.clone();
+    runtime.spawn(Box::pin(async move {
+        let frame = CloseFrame { code: code.into(), reason: "".into() };
+        let _ = timeout(&*rt, Duration::from_secs(2), async {
+            for m in queued {
+                ws.feed(m).await?;
+            }
+            ws.close(Some(frame)).await
+        })
+        .await;
+    }));
+}
+
+/// Wakes the task and records that the websocket's socket signalled.
+#[derive(Debug, Default)]
+struct Gate {
+    ready: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Gate {
+    fn set_task(&self, waker: &Waker) {
+        if let Ok(mut t) = self.task.lock()
+            && !t.as_ref().is_some_and(|w| w.will_wake(waker))
+        {
+            *t = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        if let Ok(t) = self.task.lock()
+            && let Some(w) = t.as_ref()
+        {
+            w.wake_by_ref();
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Opening the voice websocket over the runtime's TCP stream: TLS
+//! (rustls, through futures-rustls) for `wss`, then the upgrade
+//! (async-tungstenite). The same code on every runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use voice_proto::WsTarget;
+
+use crate::error::ConnectError;
+use crate::runtime::{ByteStream, Runtime, timeout};
+
+/// The voice websocket.
+pub(crate) type WsStream = WebSocketStream<Box<dyn ByteStream>>;
+
+/// Largest message accepted from the server.
+const MAX_MESSAGE: usize = 1 << 20;
+
+/// The websocket's read buffer. Voice gateway frames are small (a few
+/// hundred bytes; DAVE commits and welcomes a few KiB), and tungstenite
+/// zero-fills the free part of this buffer on every read attempt: its
+/// default (128 KiB) made `memset` the largest cost of an idle call.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Opens the websocket to `target` within `limit`.
+pub(crate) async fn connect(
+    runtime: Arc<dyn Runtime>,
+    target: WsTarget,
+    tls: Arc<ClientConfig>,
+    limit: Duration,
+) -> Result<WsStream, ConnectError> {
+    timeout(&*runtime, limit, connect_inner(&*runtime, &target, tls)).await.map_err(|_| ConnectError::Timeout)?
+}
+
+async fn connect_inner(
+    runtime: &dyn Runtime,
+    target: &WsTarget,
+    tls: Arc<ClientConfig>,
+) -> Result<WsStream, ConnectError> {
+    let tcp = runtime.connect_tcp(target.host.clone(), target.port).await?;
+    let io: Box<dyn ByteStream> = if target.tls {
+        let name = ServerName::try_from(target.host.clone()).map_err(|_| ConnectError::BadHost(target.host.clone()))?;
+        Box::new(futures_rustls::TlsConnector::from(tls).connect(name, tcp).await?)
+    } else {
+        tcp
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let (ws, _) = async_tungstenite::client_async_with_config(target.url(), io, Some(config)).await?;
+    Ok(ws)
+}
