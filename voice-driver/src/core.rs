@@ -251,19 +251,29 @@ impl CallCore {
                 self.source = None;
                 self.conn.stop_speaking(now);
             }
-            Command::Play(source) => {
-                self.pending = None;
-                self.source = Some(source);
-            }
+            Command::Play(source) => self.play_source(source),
             Command::VerificationCode(user, tx) => {
                 let _ = tx.send(self.conn.verification_code(user));
             }
             Command::Stats(tx) => {
                 let _ = tx.send(self.stats());
             }
-            Command::Flush(tx) => self.flush_waiters.push(tx),
+            Command::Flush(tx) => self.add_flush_waiter(tx),
             Command::Close => self.conn.close(now),
         }
+    }
+
+    /// `tx` is answered once no frame is queued, pending or left in a
+    /// source (every frame went out, or was dropped and counted).
+    pub fn add_flush_waiter(&mut self, tx: oneshot::Sender<()>) {
+        self.flush_waiters.push(tx);
+    }
+
+    /// Plays `source`: the driver pulls one frame per slot from it, ahead
+    /// of the queue.
+    pub fn play_source(&mut self, source: Box<dyn FrameSource>) {
+        self.pending = None;
+        self.source = Some(source);
     }
 
     /// The counters: the machine's and the driver's.

@@ -65,8 +65,14 @@ pub trait ByteStream: futures_io::AsyncRead + futures_io::AsyncWrite + Send + Un
 
 impl<T: futures_io::AsyncRead + futures_io::AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
 
+/// Waits for `duration` on `runtime`'s clock.
+pub async fn sleep(runtime: &dyn Runtime, duration: std::time::Duration) {
+    let mut timer = runtime.new_timer(runtime.now() + duration);
+    std::future::poll_fn(|cx| timer.as_mut().poll(cx)).await
+}
+
 /// Runs `future`, or gives up after `timeout` on `runtime`'s clock.
-pub(crate) async fn timeout<F: Future>(
+pub async fn timeout<F: Future>(
     runtime: &dyn Runtime,
     timeout: std::time::Duration,
     future: F,
@@ -82,6 +88,7 @@ pub(crate) async fn timeout<F: Future>(
     .await
 }
 
-/// A timeout passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Elapsed;
+/// A [`timeout`] passed before the future finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out")]
+pub struct Elapsed;

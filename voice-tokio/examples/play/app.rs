@@ -1,4 +1,6 @@
-//! Plays an Ogg Opus file into a voice channel and records what others say.
+//! The `play` example, whatever the runtime: `play` runs it on tokio
+//! (voice-tokio), `play_smol` on smol (voice-async-std). Plays an Ogg Opus
+//! file into a voice channel and records what others say.
 //!
 //! With no arguments: starts the offline voice server (voice-mock) in this
 //! process, connects two bots over TLS, plays the bundled sample from one
@@ -10,18 +12,21 @@
 //!       [--idle-exit SEC] [--timeout SEC]`
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
+use tokio::sync::oneshot;
+use voice_driver::ogg::{OggOpusWriter, read_ogg_opus};
+use voice_driver::runtime::{Runtime, timeout};
+use voice_driver::{Call, CallState, CallStats, ConnectionInfo, DriverConfig, ReceivedAudio, State, connect};
 use voice_proto::Mode;
 use voice_proto::wire::{Snowflake, Token};
-use voice_tokio::ogg::{OggOpusWriter, read_ogg_opus};
-use voice_tokio::{Call, CallStats, ConnectionInfo, DriverConfig, ReceivedAudio, connect};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sample.ogg");
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../voice-tokio/assets/sample.ogg");
 
 #[derive(Default)]
 struct Args {
@@ -90,6 +95,7 @@ fn driver_config(args: &Args) -> Result<DriverConfig, BoxError> {
 /// Writes each user's packets to `DIR/<user>.ogg`, one Ogg packet per Opus
 /// packet, in arrival order.
 struct Recorder {
+    rt: Arc<dyn Runtime>,
     dir: PathBuf,
     files: HashMap<Snowflake, OggOpusWriter<std::io::BufWriter<std::fs::File>>>,
     packets: u64,
@@ -97,9 +103,13 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn new(dir: &Path) -> Result<Self, BoxError> {
+    fn new(rt: &Arc<dyn Runtime>, dir: &Path) -> Result<Self, BoxError> {
         std::fs::create_dir_all(dir)?;
-        Ok(Recorder { dir: dir.to_owned(), files: HashMap::new(), packets: 0, last: None })
+        Ok(Recorder { rt: rt.clone(), dir: dir.to_owned(), files: HashMap::new(), packets: 0, last: None })
+    }
+
+    fn now(&self) -> Instant {
+        self.rt.now()
     }
 
     fn add(&mut self, p: &ReceivedAudio) -> Result<(), BoxError> {
@@ -112,7 +122,7 @@ impl Recorder {
             w.write_packet(&p.opus)?;
         }
         self.packets += 1;
-        self.last = Some(Instant::now());
+        self.last = Some(self.now());
         Ok(())
     }
 
@@ -144,7 +154,7 @@ fn summary(label: &str, s: &CallStats) {
 }
 
 /// End-to-end encryption as the call saw it.
-fn e2ee_summary(label: &str, s: &CallStats, state: &voice_tokio::CallState) {
+fn e2ee_summary(label: &str, s: &CallStats, state: &CallState) {
     let d = &s.proto.dave;
     if d.protocol_version == 0 && d.frames_encrypted == 0 && d.frames_decrypted == 0 {
         println!("{label}: transport encryption only (no DAVE)");
@@ -163,16 +173,91 @@ fn e2ee_summary(label: &str, s: &CallStats, state: &voice_tokio::CallState) {
     );
 }
 
-async fn demo() -> Result<(), BoxError> {
-    let server = voice_mock::Server::start(voice_mock::RunnerConfig::default()).await?;
+/// Runs `future` on the runtime and hands back a way to see whether it has
+/// finished, and its result.
+struct Task<T>(oneshot::Receiver<T>, Option<T>);
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(rt: &Arc<dyn Runtime>, future: impl Future<Output = T> + Send + 'static) -> Self {
+        let (tx, rx) = oneshot::channel();
+        rt.spawn(Box::pin(async move {
+            let _ = tx.send(future.await);
+        }));
+        Task(rx, None)
+    }
+
+    fn is_finished(&mut self) -> bool {
+        if self.1.is_none()
+            && let Ok(v) = self.0.try_recv()
+        {
+            self.1 = Some(v);
+        }
+        self.1.is_some()
+    }
+
+    async fn join(mut self) -> Result<T, BoxError> {
+        match self.1.take() {
+            Some(v) => Ok(v),
+            None => Ok(self.0.await?),
+        }
+    }
+}
+
+/// The offline voice server, on a tokio runtime of its own (whatever runs
+/// the bots), until dropped.
+struct OfflineServer {
+    server: Option<voice_mock::Server>,
+    stop: Option<oneshot::Sender<voice_mock::Server>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OfflineServer {
+    fn start() -> Result<Self, BoxError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<voice_mock::Server>();
+        let thread = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return drop(ready_tx.send(Err(e))),
+            };
+            rt.block_on(async move {
+                let _ = ready_tx.send(voice_mock::Server::start(voice_mock::RunnerConfig::default()).await);
+                if let Ok(server) = stop_rx.await {
+                    server.shutdown().await;
+                }
+            });
+        });
+        let server = ready_rx.recv()??;
+        Ok(OfflineServer { server: Some(server), stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    fn get(&self) -> Result<&voice_mock::Server, BoxError> {
+        Ok(self.server.as_ref().ok_or("the offline server stopped")?)
+    }
+}
+
+impl Drop for OfflineServer {
+    fn drop(&mut self) {
+        if let (Some(server), Some(stop)) = (self.server.take(), self.stop.take()) {
+            let _ = stop.send(server);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn demo(rt: Arc<dyn Runtime>) -> Result<(), BoxError> {
+    let offline = OfflineServer::start()?;
+    let server = offline.get()?;
     println!("offline voice server: wss on 127.0.0.1:{}, udp on 127.0.0.1:{}", server.wss_port(), server.udp_port());
     let mut config = DriverConfig::default();
     config.trust_pem(server.cert_pem().as_bytes())?;
     let (guild, channel) = (Snowflake(1), Snowflake(2));
     // What the main gateway would have said, straight from the server.
     let info = |user: u64| server.join_wss(guild, channel, Snowflake(user));
-    let listener = connect(info(20), config.clone()).await?;
-    let player = connect(info(10), config.clone()).await?;
+    let listener = connect(rt.clone(), info(20), config.clone()).await?;
+    let player = connect(rt.clone(), info(10), config.clone()).await?;
     println!("both bots connected over TLS; playing {}", Path::new(SAMPLE).display());
 
     let packets = read_ogg_opus(&std::fs::read(SAMPLE)?)?;
@@ -182,46 +267,50 @@ async fn demo() -> Result<(), BoxError> {
         .parent()
         .map_or_else(|| PathBuf::from("target"), |p| p.join("target"))
         .join("play-demo");
-    let mut rec = Recorder::new(&dir)?;
+    let mut rec = Recorder::new(&rt, &dir)?;
     let mut heard = Vec::with_capacity(total);
-    let play = {
+    let mut play = {
         let player = player.clone();
         let packets = packets.clone();
-        tokio::spawn(async move { player.play(packets).await })
+        Task::spawn(&rt, async move { player.play(packets).await })
     };
-    let started = Instant::now();
+    let started = rt.now();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut next_tick = started;
     loop {
-        tokio::select! {
-            p = audio.recv() => {
-                let Some(p) = p else { break };
-                rec.add(&p)?;
-                heard.push(p.opus.to_vec());
-            }
-            _ = tick.tick() => {
-                let sent = player.stats().await?.frames_sent;
-                let got = heard.iter().filter(|p| p.as_slice() != voice_rtp::OPUS_SILENCE).count();
-                let line = format!(
-                    "  {:>5.1}s  audio sent {sent:>4}/{total}  received {got:>4}  (silence received {})",
-                    started.elapsed().as_secs_f64(),
-                    heard.len() - got
-                );
-                if tty { eprint!("\r{line}") } else { eprintln!("{line}") }
-                let idle = rec.last.is_some_and(|t| t.elapsed() > Duration::from_millis(600));
-                if play.is_finished() && idle {
-                    break;
-                }
-                if started.elapsed() > Duration::from_secs(60) {
-                    return Err("demo timed out".into());
-                }
-            }
+        let wait = next_tick.saturating_duration_since(rt.now());
+        if let Ok(p) = timeout(&*rt, wait, audio.recv()).await {
+            let Some(p) = p else { break };
+            rec.add(&p)?;
+            heard.push(p.opus.to_vec());
+            continue;
+        }
+        next_tick += Duration::from_millis(500);
+        let sent = player.stats().await?.frames_sent;
+        let got = heard.iter().filter(|p| p.as_slice() != voice_rtp::OPUS_SILENCE).count();
+        let elapsed = rt.now().duration_since(started);
+        let line = format!(
+            "  {:>5.1}s  audio sent {sent:>4}/{total}  received {got:>4}  (silence received {})",
+            elapsed.as_secs_f64(),
+            heard.len() - got
+        );
+        if tty {
+            eprint!("\r{line}")
+        } else {
+            eprintln!("{line}")
+        }
+        let idle = rec.last.is_some_and(|t| rt.now().duration_since(t) > Duration::from_millis(600));
+        if play.is_finished() && idle {
+            break;
+        }
+        if elapsed > Duration::from_secs(60) {
+            return Err("demo timed out".into());
         }
     }
     if tty {
         eprintln!();
     }
-    play.await??;
+    play.join().await??;
     let (pstate, lstate) = (player.state(), listener.state());
     let (ps_live, ls_live) = (player.stats().await?, listener.stats().await?);
     player.leave().await?;
@@ -250,11 +339,11 @@ async fn demo() -> Result<(), BoxError> {
     for f in &files {
         println!("  recording: {}", f.display());
     }
-    server.shutdown().await;
+    drop(offline);
     if identical { Ok(()) } else { Err("the recording differs from the file".into()) }
 }
 
-async fn direct(args: Args) -> Result<(), BoxError> {
+async fn direct(rt: Arc<dyn Runtime>, args: Args) -> Result<(), BoxError> {
     let need = |o: Option<String>, n: &str| o.ok_or_else(|| format!("--{n} is required with --endpoint"));
     let info = ConnectionInfo {
         guild_id: Snowflake(args.guild.ok_or("--guild is required")?),
@@ -265,55 +354,64 @@ async fn direct(args: Args) -> Result<(), BoxError> {
         endpoint: need(args.endpoint.clone(), "endpoint")?,
     };
     let config = driver_config(&args)?;
-    let started = Instant::now();
+    let started = rt.now();
     let deadline = args.timeout.map(|s| started + Duration::from_secs_f64(s));
     let call: Call = match deadline {
-        Some(d) => tokio::time::timeout_at(d, connect(info, config)).await.map_err(|_| "timed out connecting")??,
-        None => connect(info, config).await?,
+        Some(d) => {
+            let limit = d.saturating_duration_since(rt.now());
+            timeout(&*rt, limit, connect(rt.clone(), info, config)).await.map_err(|_| "timed out connecting")??
+        }
+        None => connect(rt.clone(), info, config).await?,
     };
     eprintln!("connected");
     let mut audio = call.take_audio().ok_or("audio already taken")?;
-    let mut rec = args.record_dir.as_deref().map(Recorder::new).transpose()?;
-    let play = match &args.file {
+    let mut rec = args.record_dir.as_deref().map(|d| Recorder::new(&rt, d)).transpose()?;
+    let mut play = match &args.file {
         Some(f) => {
             let (call, f) = (call.clone(), f.clone());
-            Some(tokio::spawn(async move { call.play_ogg(f).await }))
+            Some(Task::spawn(&rt, async move { call.play_ogg(f).await }))
         }
         None => None,
     };
     let idle = args.idle_exit.map(Duration::from_secs_f64);
     let mut last_audio: Option<Instant> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut next_tick = rt.now();
     loop {
-        tokio::select! {
-            p = audio.recv() => {
-                let Some(p) = p else { break };
-                last_audio = Some(Instant::now());
-                if let Some(r) = rec.as_mut() { r.add(&p)?; }
+        let wait = next_tick.saturating_duration_since(rt.now());
+        if let Ok(p) = timeout(&*rt, wait, audio.recv()).await {
+            let Some(p) = p else { break };
+            last_audio = Some(rt.now());
+            if let Some(r) = rec.as_mut() {
+                r.add(&p)?;
             }
-            _ = tick.tick() => {
-                if deadline.is_some_and(|d| Instant::now() >= d) { break; }
-                if let (Some(idle), Some(last)) = (idle, last_audio)
-                    && last.elapsed() >= idle { break; }
-                if matches!(call.state().state, voice_tokio::State::Disconnected | voice_tokio::State::Closed) {
-                    break;
-                }
-                // The file went out (`--timeout` is only a limit), or there
-                // is nothing to do and no limit to wait for; leaving sends
-                // the silence trailer. Recording goes on until idle or the
-                // limit.
-                let file_done = play.as_ref().is_some_and(|p| p.is_finished());
-                let nothing_to_do = play.is_none() && args.timeout.is_none();
-                if rec.is_none() && (file_done || nothing_to_do) {
-                    break;
-                }
-            }
+            continue;
+        }
+        next_tick += Duration::from_millis(100);
+        let now = rt.now();
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if let (Some(idle), Some(last)) = (idle, last_audio)
+            && now.duration_since(last) >= idle
+        {
+            break;
+        }
+        if matches!(call.state().state, State::Disconnected | State::Closed) {
+            break;
+        }
+        // The file went out (`--timeout` is only a limit), or there is
+        // nothing to do and no limit to wait for; leaving sends the silence
+        // trailer. Recording goes on until idle or the limit.
+        let file_done = play.as_mut().is_some_and(|p| p.is_finished());
+        let nothing_to_do = play.is_none() && args.timeout.is_none();
+        if rec.is_none() && (file_done || nothing_to_do) {
+            break;
         }
     }
-    if let Some(p) = play
+    if let Some(mut p) = play
         && p.is_finished()
     {
-        p.await??;
+        p.join().await??;
     }
     let ended = call.state();
     let live = call.stats().await?;
@@ -327,22 +425,31 @@ async fn direct(args: Args) -> Result<(), BoxError> {
         }
     }
     match (ended.state, ended.last_disconnect) {
-        (voice_tokio::State::Disconnected, Some(reason)) => Err(format!("disconnected: {reason:?}").into()),
+        (State::Disconnected, Some(reason)) => Err(format!("disconnected: {reason:?}").into()),
         _ => Ok(()),
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// Logs to stderr, `warn` unless `RUST_LOG` says otherwise.
+pub fn init_logs() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let result = match parse_args() {
-        Ok(args) if args.endpoint.is_none() => demo().await,
-        Ok(args) => direct(args).await,
+}
+
+/// The whole example on `rt`: the offline demo with no arguments, else a
+/// call to the given server.
+pub async fn run(rt: Arc<dyn Runtime>) -> Result<(), BoxError> {
+    match parse_args() {
+        Ok(args) if args.endpoint.is_none() => demo(rt).await,
+        Ok(args) => direct(rt, args).await,
         Err(e) => Err(format!("{e}\n{USAGE}").into()),
-    };
+    }
+}
+
+/// Exits non-zero with the error, if any.
+pub fn exit(result: Result<(), BoxError>) {
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
