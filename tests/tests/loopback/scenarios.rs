@@ -1,0 +1,316 @@
+//! The scenarios, each written once over [`Rt`]: join, play, record,
+//! resume, move, leave, typed join errors, ghosts, manager moves and
+//! replaced calls, pacing, and fifty calls at once.
+
+use std::time::Duration;
+
+use voice_driver::ogg::{OggOpusWriter, read_ogg_opus};
+use voice_driver::{Event, GatewayEvent, JoinError, Manager, State};
+use voice_mock::Fault;
+use voice_proto::wire::Snowflake;
+use voice_proto::{DisconnectReason, VoiceServerUpdate, VoiceStateUpdate};
+
+use crate::harness::*;
+
+/// The speech sample of the `play` example.
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../voice-tokio/assets/sample.ogg");
+
+pub async fn join_play_record_round_trip(rt: Rt) {
+    let server = Mock::start().await;
+    let (a, b) = (bot(&rt, &server, 10), bot(&rt, &server, 20));
+    let _call_b = joined(&b, CHANNEL).await;
+    let call_a = joined(&a, CHANNEL).await;
+    let call_b = b.manager.get(GUILD).unwrap();
+    assert_eq!(a.op4.lock().unwrap()[0].channel_id, Some(CHANNEL), "join went through the main gateway");
+
+    let sample = std::fs::read(SAMPLE).unwrap();
+    let packets = read_ogg_opus(&sample).unwrap();
+    let mut audio = call_b.take_audio().unwrap();
+    let player = call_a.clone();
+    let n = packets.len();
+    let play = rt.spawn(async move { player.play_ogg(SAMPLE).await });
+    let got = collect(&rt, &mut audio, n, Duration::from_secs(20)).await;
+    assert_eq!(play.await.unwrap(), n as u64);
+    let voice = voice_only(&got);
+    // Compared whole (as `assert_eq!` would), reported briefly.
+    assert!(
+        voice == packets,
+        "every Opus packet arrives intact and in order: {} of {n} arrived, missing {:?}; player: {}; listener: {}; \
+         server: {}",
+        voice.len(),
+        missing(&voice, &packets),
+        sender_counters(&call_a.stats().await.unwrap()),
+        receiver_counters(&call_b.stats().await.unwrap()),
+        server_counters(&server)
+    );
+    assert!(got.iter().all(|p| p.user_id == Snowflake(10)));
+
+    // Record as the example does and read it back.
+    let mut w = OggOpusWriter::new(Vec::new(), 1).unwrap();
+    for p in &got {
+        w.write_packet(&p.opus).unwrap();
+    }
+    let recorded = read_ogg_opus(&w.finish().unwrap()).unwrap();
+    assert_eq!(recorded.len(), got.len());
+
+    let stats = call_a.stats().await.unwrap();
+    assert_eq!(stats.frames_sent, n as u64);
+    assert_eq!(stats.frames_dropped_not_ready, 0);
+    assert_eq!(call_b.stats().await.unwrap().proto.decrypt_failures, 0);
+    call_a.close().await.unwrap();
+    call_b.close().await.unwrap();
+}
+
+pub async fn a_4015_close_mid_stream_resumes_without_loss_beyond_the_outage(rt: Rt) {
+    let server = Mock::start().await;
+    let (a, b) = (bot(&rt, &server, 10), bot(&rt, &server, 20));
+    let call_b = joined(&b, CHANNEL).await;
+    let call_a = joined(&a, CHANNEL).await;
+    let mut events = call_a.take_events().unwrap();
+    let mut audio = call_b.take_audio().unwrap();
+    let sent = frames(1, 150);
+    let player = call_a.clone();
+    let to_play = sent.clone();
+    let play = rt.spawn(async move { player.play(to_play).await });
+    rt.sleep(Duration::from_millis(1000)).await;
+    server.inject(Fault::CloseUser { user: Snowflake(10), code: 4015, after: None });
+    let got = collect(&rt, &mut audio, 150, Duration::from_secs(15)).await;
+    play.await.unwrap();
+
+    let mut saw = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        saw.push(e);
+    }
+    assert!(saw.iter().any(|e| matches!(e, Event::Resumed)), "{saw:?}");
+    let stats = call_a.stats().await.unwrap();
+    assert_eq!(stats.proto.resumes, 1);
+    // The UDP path and keys carry over a resume, so audio keeps flowing:
+    // nothing is lost at all on loopback.
+    let voice = voice_only(&got);
+    // Compared whole (as `assert_eq!` would), reported briefly.
+    assert!(
+        voice == sent,
+        "{} of 150 arrived, missing {:?}; player: {}; listener: {}; server: {}",
+        voice.len(),
+        missing(&voice, &sent),
+        sender_counters(&stats),
+        receiver_counters(&call_b.stats().await.unwrap()),
+        server_counters(&server)
+    );
+    let resumes = server.received_frames(Snowflake(10)).iter().filter(|f| f.op == Some(7)).count();
+    assert_eq!(resumes, 1);
+}
+
+pub async fn an_endpoint_move_mid_stream_reconnects_fresh(rt: Rt) {
+    let server = Mock::start().await;
+    let (a, b) = (bot(&rt, &server, 10), bot(&rt, &server, 20));
+    let call_b = joined(&b, CHANNEL).await;
+    let call_a = joined(&a, CHANNEL).await;
+    let mut audio = call_b.take_audio().unwrap();
+    let sent = frames(2, 150);
+    let player = call_a.clone();
+    let to_play = sent.clone();
+    let play = rt.spawn(async move { player.play(to_play).await });
+    rt.sleep(Duration::from_millis(1000)).await;
+    // Discord moves the bot to another voice server: new token and a new
+    // endpoint (here `localhost:PORT`, the same mock under another name;
+    // its certificate covers both). The old socket is closed.
+    let endpoint = format!("localhost:{}", server.wss_port());
+    let info = server.move_client(Snowflake(10), GUILD, None, Some(endpoint.clone())).expect("move");
+    assert_eq!(info.endpoint, endpoint);
+    let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
+    a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update)).await;
+    let got = collect(&rt, &mut audio, 150, Duration::from_secs(6)).await;
+    play.await.unwrap();
+    let identifies = server.received_frames(Snowflake(10)).iter().filter(|f| f.op == Some(0)).count();
+    assert_eq!(identifies, 2, "a fresh Identify after the move");
+    let stats = call_a.stats().await.unwrap();
+    assert_eq!(stats.proto.resumes, 0, "a move is never resumed");
+    assert_eq!(call_a.state().state, State::Connected);
+    let voice = voice_only(&got);
+    // Every frame is accounted for: delivered, refused by the client while
+    // it reconnected, or sent on the old session after the server ended it
+    // (the server discards those as RTP of an unknown SSRC).
+    let discarded = server.stats().junk_datagrams;
+    let counters = format!(
+        "missing {:?}; player: {}; listener: {}; server: {}",
+        missing(&voice, &sent),
+        sender_counters(&stats),
+        receiver_counters(&call_b.stats().await.unwrap()),
+        server_counters(&server)
+    );
+    assert_eq!(
+        voice.len() as u64 + stats.frames_dropped_not_ready + discarded,
+        150,
+        "every frame accounted for: {counters}"
+    );
+    assert_eq!(stats.frames_sent, 150 - stats.frames_dropped_not_ready, "{counters}");
+    assert!(voice.len() >= 100, "the outage is short: {} delivered; {counters}", voice.len());
+    let mut it = sent.iter();
+    assert!(voice.iter().all(|v| it.any(|s| s == v)), "arrivals keep the sending order");
+}
+
+pub async fn leave_sends_five_silence_frames_then_op4_null(rt: Rt) {
+    let server = Mock::start().await;
+    let (a, b) = (bot(&rt, &server, 10), bot(&rt, &server, 20));
+    let call_b = joined(&b, CHANNEL).await;
+    let call_a = joined(&a, CHANNEL).await;
+    let mut audio = call_b.take_audio().unwrap();
+    // Keep audio flowing while leaving.
+    let sink = call_a.frame_sink();
+    for f in frames(3, 20) {
+        sink.send(f).await.unwrap();
+    }
+    rt.sleep(Duration::from_millis(200)).await;
+    call_a.leave().await.unwrap();
+    let got = collect(&rt, &mut audio, 1000, Duration::from_millis(800)).await;
+    assert_eq!(silence_count(&got), 5);
+    assert_eq!(got.last().map(|p| p.opus.as_ref() == voice_rtp::OPUS_SILENCE), Some(true), "silence is last");
+    let op4 = a.op4.lock().unwrap().clone();
+    assert_eq!(op4.last().map(|p| p.channel_id), Some(None), "op 4 with channel null");
+    assert_eq!(call_a.state().state, State::Idle);
+    // The voice server saw the speaking-off and then the socket close.
+    let sent = server.received_frames(Snowflake(10));
+    let last_speaking = sent.iter().rev().find(|f| f.op == Some(5)).and_then(|f| f.text().map(str::to_owned));
+    assert!(last_speaking.is_some_and(|t| t.contains(r#""speaking":0"#)));
+}
+
+pub async fn join_fails_with_a_typed_error_instead_of_hanging(rt: Rt) {
+    let server = Mock::start().await;
+    // A main gateway that never answers (a full channel).
+    let silent = |_p: voice_proto::UpdateVoiceState| {};
+    let mut config = driver_config(&server);
+    config.join_timeout = Duration::from_millis(800);
+    let manager = Manager::new(rt.runtime(), Snowflake(10), silent, config).unwrap();
+    let err = manager.join(GUILD, CHANNEL).await.unwrap_err();
+    assert_eq!(err, JoinError::Timeout);
+    // And a call that the server rejects for good: 4017 before Ready.
+    server.inject(Fault::CloseEach { code: 4017, after: Duration::ZERO });
+    let b = bot(&rt, &server, 30);
+    let err = b.manager.join(GUILD, CHANNEL).await.unwrap_err();
+    assert_eq!(err, JoinError::Disconnected(DisconnectReason::E2eeRequired));
+}
+
+pub async fn play_resolves_once_the_last_frame_went_out_at_the_paced_rate(rt: Rt) {
+    let server = Mock::start().await;
+    let (a, b) = (bot(&rt, &server, 10), bot(&rt, &server, 20));
+    // Someone to play to: an end-to-end encrypted call needs a group.
+    let _listener = joined(&b, CHANNEL).await;
+    let call = joined(&a, CHANNEL).await;
+    call.wait_can_send(Duration::from_secs(10)).await.unwrap();
+    let started = rt.now();
+    let n = call.play(frames(4, 30)).await.unwrap();
+    let elapsed = rt.now() - started;
+    assert_eq!(n, 30);
+    let stats = call.stats().await.unwrap();
+    assert_eq!(stats.frames_sent, 30, "all sent when play resolves: {}", sender_counters(&stats));
+    // 30 frames at 20 ms: the first goes at once, the last 580 ms later.
+    assert!(elapsed >= Duration::from_millis(570), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+}
+
+pub async fn manager_join_waits_for_a_move_and_replaces_a_closed_call(rt: Rt) {
+    let server = Mock::start().await;
+    let a = bot(&rt, &server, 10);
+    let first = joined(&a, CHANNEL).await;
+    // A move: join resolves only once connected in the new channel.
+    let other = Snowflake(3);
+    let moved = a.manager.join(GUILD, other).await.unwrap();
+    let s = moved.state();
+    assert_eq!((s.state, s.channel, s.connects), (State::Connected, Some(other), 2));
+    let identifies = server.received_frames(Snowflake(10)).iter().filter(|f| f.op == Some(0)).count();
+    assert_eq!(identifies, 2);
+    // A closed call does not poison the manager: the next join makes a new one.
+    first.close().await.unwrap();
+    let again = a.manager.join(GUILD, CHANNEL).await.unwrap();
+    assert_eq!(again.state().state, State::Connected);
+    assert_eq!(again.state().connects, 1, "a new call");
+}
+
+pub async fn a_ghost_voice_state_reaches_the_application_through_the_manager(rt: Rt) {
+    let server = Mock::start().await;
+    let b = bot(&rt, &server, 20);
+    let (guild, channel) = (Snowflake(7), Snowflake(8));
+    // Someone else's state creates nothing.
+    let other = VoiceStateUpdate {
+        guild_id: Some(guild),
+        channel_id: Some(channel),
+        user_id: Snowflake(99),
+        session_id: "x".into(),
+    };
+    b.manager.handle_gateway_event(GatewayEvent::VoiceStateUpdate(other)).await;
+    assert!(b.manager.get(guild).is_none());
+    // The bot's own state at start-up, in a guild with no call.
+    let own = VoiceStateUpdate {
+        guild_id: Some(guild),
+        channel_id: Some(channel),
+        user_id: Snowflake(20),
+        session_id: "x".into(),
+    };
+    b.manager.handle_gateway_event(GatewayEvent::VoiceStateUpdate(own)).await;
+    let call = b.manager.get(guild).expect("a call for the ghost");
+    let mut events = call.take_events().unwrap();
+    let e = rt.timeout(Duration::from_secs(2), events.recv()).await.unwrap().unwrap();
+    assert_eq!(e, Event::GhostVoiceState { channel_id: channel });
+}
+
+/// Fifty calls in one process against one voice-mock server: two bots,
+/// each in 25 guilds through one manager; every packet accounted for.
+pub async fn fifty_simultaneous_calls_account_for_every_packet(rt: Rt) {
+    const GUILDS: u64 = 25;
+    const FRAMES: usize = 100;
+    let server = Mock::start().await;
+    let (a, b) = (bot(&rt, &server, 10), bot(&rt, &server, 20));
+    let mut listeners = Vec::new();
+    for g in 0..GUILDS {
+        let guild = Snowflake(100 + g);
+        let call_b = b.manager.join(guild, CHANNEL).await.expect("listener joins");
+        listeners.push((guild, call_b.take_audio().unwrap(), call_b));
+    }
+    let mut players = Vec::new();
+    for g in 0..GUILDS {
+        let guild = Snowflake(100 + g);
+        let call_a = a.manager.join(guild, CHANNEL).await.expect("player joins");
+        let sent = frames(g as u8, FRAMES);
+        let to_play = sent.clone();
+        let c = call_a.clone();
+        players.push((sent, call_a, rt.spawn(async move { c.play(to_play).await })));
+    }
+    let mut collectors = Vec::new();
+    for (guild, mut audio, call) in listeners {
+        let on = rt.clone();
+        collectors.push(rt.spawn(async move {
+            let got = collect(&on, &mut audio, FRAMES, Duration::from_secs(30)).await;
+            (guild, got, call)
+        }));
+    }
+    for (c, (sent, call_a, play)) in collectors.into_iter().zip(players) {
+        let (guild, got, call_b) = c.await;
+        play.await.unwrap();
+        let sa = call_a.stats().await.unwrap();
+        let sb = call_b.stats().await.unwrap();
+        let voice = voice_only(&got);
+        // Compared whole (as `assert_eq!` would), reported briefly.
+        assert!(
+            voice == sent,
+            "guild {guild}: every packet, in order, from its own player only: {} of {FRAMES} arrived, missing {:?}; \
+             player: {}; listener: {}; server: {}",
+            voice.len(),
+            missing(&voice, &sent),
+            sender_counters(&sa),
+            receiver_counters(&sb),
+            server_counters(&server)
+        );
+        assert!(got.iter().all(|p| p.user_id == Snowflake(10)));
+        assert_eq!(sa.frames_sent, FRAMES as u64);
+        assert_eq!(sa.frames_dropped_not_ready + sa.udp_send_errors, 0);
+        assert_eq!(sb.audio_dropped + sb.proto.decrypt_failures + sb.proto.unknown_ssrc_drops, 0);
+    }
+    let s = server.stats();
+    assert_eq!(s.sessions, 50);
+    assert_eq!(s.junk_datagrams + s.decrypt_failures, 0);
+    let forwarded: u64 = s.users.values().map(|u| u.rtp_out).sum();
+    let received: u64 = s.users.values().map(|u| u.rtp_in).sum();
+    assert_eq!(received, forwarded, "each packet forwarded to exactly one listener");
+    assert!(received >= GUILDS * FRAMES as u64);
+}
