@@ -179,6 +179,7 @@ fn sink_line(stats: &voice_mock::SinkStats) -> String {
             "packets": t.packets,
             "bytes": t.bytes,
             "forwarded": t.forwarded,
+            "lost": t.lost(),
             "decrypt_failures": t.decrypt_failures,
             "unknown_ssrc": stats.unknown_ssrc,
             "gap_p50_ms": ms(t.gaps.quantile(0.5)),

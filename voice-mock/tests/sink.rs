@@ -82,6 +82,8 @@ async fn sink_counts_verifies_and_measures_gaps() {
         sink_until(&server, |s| s.total.packets >= 25 && s.total.decrypt_failures >= 1 && s.unknown_ssrc >= 1).await;
     let sa = &s.ssrcs[&a.ssrc];
     assert_eq!((sa.packets, sa.bytes, sa.forwarded, sa.decrypt_failures), (20, 20 * PACKET_LEN, 0, 1));
+    // Sequence numbers 0..20 opened; the corrupt 20 does not count.
+    assert_eq!((sa.expected, sa.lost()), (20, 0));
     assert_eq!(sa.gaps.count(), 19);
     let p50 = sa.gaps.quantile(0.5).unwrap();
     assert!(p50 >= Duration::from_millis(8) && p50 <= Duration::from_millis(100), "p50 {p50:?}");
@@ -103,9 +105,11 @@ async fn sink_counts_verifies_and_measures_gaps() {
     let taken = server.take_sink_stats().unwrap();
     assert_eq!(taken.total.packets, 25);
     assert_eq!(server.sink_stats().unwrap().total, Default::default());
-    a.send_rtp(21, 960 * 21, &OPUS).await;
+    a.send_rtp(22, 960 * 22, &OPUS).await;
     let s = sink_until(&server, |s| s.total.packets >= 1).await;
     assert_eq!((s.total.packets, s.total.gaps.count()), (1, 1));
+    // 20 and 21 never arrived (20 did, corrupt): two lost.
+    assert_eq!((s.total.expected, s.total.lost()), (3, 2));
     server.shutdown().await;
 }
 

@@ -153,6 +153,11 @@ pub struct SinkCounters {
     /// Of those, packets handed on to the core to be forwarded (the room
     /// had another member); the rest were dropped after counting.
     pub forwarded: u64,
+    /// Packets the sender numbered in the window, by RTP sequence number:
+    /// the highest (extended) sequence number seen minus the highest seen
+    /// before the window (for a new SSRC, its first packet counts from one
+    /// before it). `expected - packets` is the loss ([`SinkCounters::lost`]).
+    pub expected: u64,
     /// RTP packets with the session's SSRC that failed to open (dropped
     /// when sunk; handed to the core, which counts them too, when
     /// forwarded).
@@ -163,11 +168,18 @@ pub struct SinkCounters {
 }
 
 impl SinkCounters {
+    /// Packets numbered but not received (duplicates can hide losses, as
+    /// in RFC 3550's count).
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.packets)
+    }
+
     /// Adds `other` into these counters.
     pub fn merge(&mut self, other: &SinkCounters) {
         self.packets += other.packets;
         self.bytes += other.bytes;
         self.forwarded += other.forwarded;
+        self.expected += other.expected;
         self.decrypt_failures += other.decrypt_failures;
         self.gaps.merge(&other.gaps);
     }
@@ -190,12 +202,60 @@ pub struct SinkStats {
     pub unknown_ssrc: u64,
 }
 
+/// RTP sequence numbers of one SSRC, extended past 16 bits.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sequence {
+    /// Highest extended sequence number seen.
+    highest: Option<u64>,
+    /// The highest before the window began.
+    base: Option<u64>,
+}
+
+impl Sequence {
+    /// Counts `seq` (read as the extended value nearest the highest).
+    fn see(&mut self, seq: u16) {
+        let ext = match self.highest {
+            // Room below the first value for packets that come reordered.
+            None => u64::from(seq) + (1 << 16),
+            Some(h) => {
+                let delta = i64::from(seq.wrapping_sub(h as u16) as i16);
+                h.saturating_add_signed(delta)
+            }
+        };
+        if self.base.is_none() {
+            self.base = Some(ext.saturating_sub(1));
+        }
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+    }
+
+    /// Packets numbered in the window.
+    fn expected(&self) -> u64 {
+        match (self.highest, self.base) {
+            (Some(h), Some(b)) => h.saturating_sub(b),
+            _ => 0,
+        }
+    }
+
+    /// A new window starts after the highest seen.
+    fn restart(&mut self) {
+        self.base = self.highest;
+    }
+}
+
 /// One SSRC in the table.
 struct Entry {
     cipher: Option<Cipher>,
     forward: bool,
     last: Option<Instant>,
+    sequence: Sequence,
     counters: SinkCounters,
+}
+
+impl Entry {
+    /// The counters, with `expected` from the sequence numbers.
+    fn counters(&self) -> SinkCounters {
+        SinkCounters { expected: self.sequence.expected(), ..self.counters.clone() }
+    }
 }
 
 /// What the receiver does with a datagram after the sink saw it.
@@ -237,6 +297,7 @@ impl SinkTable {
                     cipher: None,
                     forward: false,
                     last: None,
+                    sequence: Sequence::default(),
                     counters: SinkCounters::default(),
                 });
                 e.cipher = r.cipher;
@@ -244,7 +305,7 @@ impl SinkTable {
             }
             None => {
                 if let Some(e) = self.entries.remove(&ssrc) {
-                    self.ended.merge(&e.counters);
+                    self.ended.merge(&e.counters());
                 }
             }
         }
@@ -256,6 +317,7 @@ impl SinkTable {
             return Verdict::Core;
         }
         let Ok(packet) = RtpPacket::new(data) else { return Verdict::Core };
+        let sequence = packet.sequence();
         let Some(e) = self.entries.get_mut(&packet.ssrc()) else {
             self.unknown_ssrc += 1;
             return Verdict::Done;
@@ -272,6 +334,7 @@ impl SinkTable {
                 c.gaps.record(now.saturating_duration_since(last));
             }
             e.last = Some(now);
+            e.sequence.see(sequence);
             if e.forward {
                 c.forwarded += 1;
             }
@@ -286,8 +349,9 @@ impl SinkTable {
         let mut total = self.ended.clone();
         let mut ssrcs = BTreeMap::new();
         for (&ssrc, e) in &self.entries {
-            total.merge(&e.counters);
-            ssrcs.insert(ssrc, e.counters.clone());
+            let counters = e.counters();
+            total.merge(&counters);
+            ssrcs.insert(ssrc, counters);
         }
         SinkStats { window: now.saturating_duration_since(self.since), total, ssrcs, unknown_ssrc: self.unknown_ssrc }
     }
@@ -299,6 +363,7 @@ impl SinkTable {
         let stats = self.snapshot(now);
         for e in self.entries.values_mut() {
             e.counters = SinkCounters::default();
+            e.sequence.restart();
         }
         self.ended = SinkCounters::default();
         self.unknown_ssrc = 0;
@@ -338,5 +403,20 @@ mod tests {
         m.record(ms(0.05));
         m.merge(&h);
         assert_eq!((m.count(), m.quantile(0.0)), (101, Some(ms(0.1))));
+    }
+
+    #[test]
+    fn sequence_numbers_count_what_was_sent_across_wrap_and_windows() {
+        let mut s = Sequence::default();
+        for seq in [65_530u16, 65_531, 65_533, 65_532, 65_535, 0, 2] {
+            s.see(seq);
+        }
+        // 65530..=2 is 9 numbers; 7 arrived.
+        assert_eq!(s.expected(), 9);
+        s.restart();
+        assert_eq!(s.expected(), 0);
+        s.see(1); // late, from before the window
+        s.see(4);
+        assert_eq!(s.expected(), 2);
     }
 }
