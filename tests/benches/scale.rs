@@ -18,6 +18,34 @@
 //! whole process from `/proc/self/stat` (10 ms ticks: use windows of
 //! seconds); RSS is `VmRSS` from `/proc/self/status`. Everything runs on
 //! 127.0.0.1.
+//!
+//! The calls offer no DAVE (`max_dave_protocol_version = 0`, the server's
+//! policy is off): a bot alone in a DAVE call cannot send. Each call plays
+//! an endless loop of one 160-byte frame (64 kbit/s) through its frame sink
+//! ([`drive_call`]). In the receive rows call 2k listens and call 2k+1 plays
+//! in guild k, so the server forwards every packet (re-encrypted) and the
+//! client receives and decrypts half of what it sends.
+//!
+//! Columns of the table (the JSON lines hold more):
+//!
+//! * `µs/pkt`: client CPU time in the window over the frames the calls
+//!   queued in it; `× bare`: that over the bare loop's (the same packet
+//!   sealed with voice-rtp's AES-256-GCM and sent from one std socket, as
+//!   fast as it goes); `client CPU %`: CPU time over the window (100 is one
+//!   core).
+//! * `KB/call`: RSS at the end of the window minus RSS before the first
+//!   join, over the calls; `idle KB/call`: the same one second after the
+//!   last join, before playing.
+//! * `expected`: senders × window / 20 ms (the server's window);
+//!   `received`: packets the server opened; `short %`: how far received
+//!   falls behind expected (the client not keeping its pace, or loss);
+//!   `lost`: packets numbered by the senders (RTP sequence) that never
+//!   arrived; `late`: gaps of 30 ms or more; `gap p50/p99`: time between
+//!   consecutive packets of one call at the server (0.1 ms buckets).
+//! * `heard`: audio packets the listeners received (receive rows).
+//! * `server µs/pkt`: the server's CPU time over the packets it received;
+//!   `kernel drops`: UDP datagrams dropped for full receive buffers in the
+//!   window (`RcvbufErrors`, the whole network namespace).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
