@@ -28,8 +28,9 @@
 //!
 //! Columns of the table (the JSON lines hold more):
 //!
-//! * `µs/pkt`: client CPU time in the window over the frames the calls
-//!   queued in it; `× bare`: that over the bare loop's (the same packet
+//! * `µs/pkt`: client CPU time in the window over the packets the calls
+//!   sent in it (counted by their RTP sequence numbers at the server, so
+//!   frames a stalled pacer skipped do not count); `× bare`: that over the bare loop's (the same packet
 //!   sealed with voice-rtp's AES-256-GCM and sent from one std socket, as
 //!   fast as it goes; the cheapest of three rounds); `client CPU %`: CPU time over the window (100 is one
 //!   core).
@@ -572,9 +573,9 @@ fn client_main(opts: &Opts) -> Res<()> {
         "stop" => {
             let cpu = procfs::cpu_time()?.saturating_sub(mark.0);
             let window = mark.3.elapsed();
-            let sent = queued.load(Ordering::Relaxed) - mark.1;
+            let queued = queued.load(Ordering::Relaxed) - mark.1;
             let heard = heard.load(Ordering::Relaxed) - mark.2;
-            Ok(Some(json!({ "cpu_s": cpu.as_secs_f64(), "window_s": window.as_secs_f64(), "sent": sent,
+            Ok(Some(json!({ "cpu_s": cpu.as_secs_f64(), "window_s": window.as_secs_f64(), "queued": queued,
                             "heard": heard, "rss_kb": procfs::rss_kb()? })))
         }
         "stats" => Ok(Some(rt.block_on(call_totals(&all)))),
@@ -723,7 +724,9 @@ fn row(opts: &Opts, calls: usize, receive: bool, bare_us: f64) -> Res<Value> {
     let connected = senders + u(&joined, "listeners");
     let expected = senders as f64 * f(&s, "window_s") * 1000.0 / FRAME_MS;
     let received = u(&s, "packets");
-    let sent = u(&c, "sent");
+    // What the calls sent, by their RTP sequence numbers as the server saw
+    // them: frames queued overstate it when a stalled pacer skips frames.
+    let sent = u(&s, "seq_expected");
     let cpu_us = f(&c, "cpu_s") * 1e6 / sent.max(1) as f64;
     let per_call = |kb: u64| kb.saturating_sub(u(&joined, "rss_base_kb")) as f64 / connected.max(1) as f64;
     Ok(json!({
@@ -743,6 +746,7 @@ fn row(opts: &Opts, calls: usize, receive: bool, bare_us: f64) -> Res<Value> {
         "rss_kb": u(&c, "rss_kb"),
         "packets_expected": expected.round(),
         "packets_sent": sent,
+        "frames_queued": u(&c, "queued"),
         "packets_received": received,
         "shortfall": (expected - received as f64).max(0.0).round(),
         "lost": u(&s, "seq_lost"),
