@@ -30,7 +30,8 @@
 //!
 //! * `µs/pkt`: client CPU time in the window over the packets the calls
 //!   sent in it (counted by their RTP sequence numbers at the server, so
-//!   frames a stalled pacer skipped do not count); `× bare`: that over the bare loop's (the same packet
+//!   frames a stalled pacer skipped do not count, and the silence trailers
+//!   of calls stalled past the speaking timeout do); `× bare`: that over the bare loop's (the same packet
 //!   sealed with voice-rtp's AES-256-GCM and sent from one std socket, as
 //!   fast as it goes; the cheapest of three rounds); `client CPU %`: CPU time over the window (100 is one
 //!   core).
