@@ -12,6 +12,13 @@
 //!
 //! The binary (`cargo run -p voice-mock -- --help`) runs the same server.
 //!
+//! For load tests the runner has a sink mode ([`RunnerConfig::sink`]): RTP
+//! from a client alone in its room is decrypted, counted per SSRC (packets,
+//! bytes, decrypt failures, a histogram of the gaps between packets:
+//! [`SinkStats`]) and dropped by the UDP receiver itself, so that thousands
+//! of senders cost the server little; RTP that has a listener is counted
+//! the same way and still forwarded.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use voice_mock::{RunnerConfig, Server};
@@ -129,4 +136,4 @@ pub use crate::core::{
     ConnId, DavePolicy, DaveRoomInfo, Fault, FaultParseError, JoinInfo, Limits, MockServer, ReceivedFrame,
     ServerConfig, ServerEvent, ServerOutput, ServerStats, UserStats,
 };
-pub use runner::{Error, RunnerConfig, RunnerStats, Server};
+pub use runner::{Error, GapHistogram, RunnerConfig, RunnerStats, Server, SinkCounters, SinkStats};

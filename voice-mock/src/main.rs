@@ -37,6 +37,14 @@ OPTIONS:
                          no heartbeat for 1.5 intervals closes with 4009
     --require-token      refuse tokens not issued in-process (4004); rarely useful here
     --no-tls             do not serve wss
+    --sink               sink mode, for load tests: RTP from a client alone in its
+                         room is decrypted (to verify it), counted per SSRC with a
+                         histogram of the gaps between packets, and dropped in the
+                         UDP receiver; RTP with a listener is still forwarded
+    --sink-report SECS   with --sink: print one JSON line of sink counters every
+                         SECS seconds (each line covers the SECS before it);
+                         with --sink one line is printed at exit in any case
+    --udp-recv-buffer B  UDP receive buffer in bytes (SO_RCVBUF; default: the system's)
     --dave POLICY        DAVE end-to-end encryption (the server is the MLS
                          external sender and delivery service):
                            required  every room runs DAVE version 1; an Identify
@@ -70,6 +78,7 @@ OPTIONS:
 struct Args {
     config: RunnerConfig,
     cert_out: Option<PathBuf>,
+    sink_report: Option<Duration>,
 }
 
 /// A duration in whole milliseconds, 1 to 600000.
@@ -87,6 +96,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut config = RunnerConfig::default();
     let mut server = ServerConfig::default();
     let mut cert_out = None;
+    let mut sink_report = None;
     let mut modes: Option<Vec<Mode>> = None;
     let mut legacy = false;
     let mut faults = Vec::new();
@@ -117,6 +127,15 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("require-token") => server.require_token = true,
             Long("no-tls") => config.tls = false,
+            Long("sink") => config.sink = true,
+            Long("sink-report") => {
+                let secs: f64 = parser.value()?.parse()?;
+                if !(secs.is_finite() && (0.1..=86_400.0).contains(&secs)) {
+                    return Err("--sink-report takes 0.1 to 86400 seconds".into());
+                }
+                sink_report = Some(Duration::from_secs_f64(secs));
+            }
+            Long("udp-recv-buffer") => config.udp_recv_buffer = parser.value()?.parse()?,
             Long("dave") => {
                 let name: String = parser.value()?.parse()?;
                 server.dave = DavePolicy::from_name(&name).ok_or("--dave takes required, optional or off")?;
@@ -143,7 +162,32 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     config.faults = Fault::parse_specs(&faults).map_err(|e| lexopt::Error::Custom(Box::new(e)))?;
     config.server = server;
-    Ok(Args { config, cert_out })
+    if sink_report.is_some() && !config.sink {
+        return Err("--sink-report needs --sink".into());
+    }
+    Ok(Args { config, cert_out, sink_report })
+}
+
+/// One JSON line of the sink's counters over a window.
+fn sink_line(stats: &voice_mock::SinkStats) -> String {
+    let ms = |d: Option<Duration>| d.map_or(serde_json::Value::Null, |d| (d.as_secs_f64() * 1000.0).into());
+    let t = &stats.total;
+    serde_json::json!({
+        "sink": {
+            "window_ms": stats.window.as_secs_f64() * 1000.0,
+            "ssrcs": stats.ssrcs.len(),
+            "packets": t.packets,
+            "bytes": t.bytes,
+            "forwarded": t.forwarded,
+            "lost": t.lost(),
+            "decrypt_failures": t.decrypt_failures,
+            "unknown_ssrc": stats.unknown_ssrc,
+            "gap_p50_ms": ms(t.gaps.quantile(0.5)),
+            "gap_p99_ms": ms(t.gaps.quantile(0.99)),
+            "gap_max_ms": ms(t.gaps.max()),
+        }
+    })
+    .to_string()
 }
 
 #[tokio::main]
@@ -186,7 +230,31 @@ async fn main() -> ExitCode {
         serde_json::Value::String(cert)
     );
     println!("{ready}");
-    let _ = tokio::signal::ctrl_c().await;
+    match args.sink_report {
+        Some(every) => {
+            server.take_sink_stats();
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tick.tick() => {
+                        if let Some(s) = server.take_sink_stats() {
+                            println!("{}", sink_line(&s));
+                        }
+                    }
+                }
+            }
+            if let Some(s) = server.take_sink_stats() {
+                println!("{}", sink_line(&s));
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+            if let Some(s) = server.sink_stats() {
+                println!("{}", sink_line(&s));
+            }
+        }
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
 }

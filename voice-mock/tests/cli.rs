@@ -54,10 +54,19 @@ fn help_lists_faults() {
         "--dave-execute-timeout-ms",
         "dave-corrupt-welcome",
         "dave-drop-ready",
+        "--sink",
+        "--sink-report",
+        "--udp-recv-buffer",
     ] {
         assert!(help.contains(needle), "{needle}");
     }
-    for args in [&["--fault", "nope"][..], &["--dave", "maybe"], &["--dave-execute-timeout-ms", "0"]] {
+    for args in [
+        &["--fault", "nope"][..],
+        &["--dave", "maybe"],
+        &["--dave-execute-timeout-ms", "0"],
+        &["--sink-report", "1"],
+        &["--sink", "--sink-report", "0"],
+    ] {
         let bad = Command::new(env!("CARGO_BIN_EXE_voice-mock")).args(args).output().unwrap();
         assert!(!bad.status.success(), "{args:?}");
     }
@@ -107,4 +116,52 @@ async fn binary_serves_wss_with_faults_and_logs() {
     assert!(text.contains("\"close\":4015"));
     assert!(!text.contains("secret-token"), "tokens are redacted");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_sink_mode_reports_what_it_counted() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_voice-mock"))
+        .args(["--sink", "--sink-report", "0.2", "--no-tls", "--dave", "off", "--udp-recv-buffer", "1048576"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(20)).expect("ready line");
+    let ws = format!("127.0.0.1:{}", ready["ws_port"]);
+    let mut c = TestClient::connect(&ws, 8, None).await;
+    let join = voice_mock::JoinInfo {
+        guild_id: 5.into(),
+        channel_id: 6.into(),
+        user_id: 9.into(),
+        session_id: "s".into(),
+        token: "6.t".into(),
+        endpoint: ws.clone(),
+    };
+    c.identify(&join).await;
+    c.establish(Mode::Aes256GcmRtpSize).await;
+    for seq in 0..5u16 {
+        c.send_rtp(seq, 960 * u32::from(seq), &[0xFC; 40]).await;
+    }
+    // Each line covers its own 0.2 s: add them up.
+    let (mut packets, mut lines) = (0, 0);
+    let deadline = std::time::Instant::now() + T;
+    while packets < 5 && std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
+        assert_eq!((line["sink"]["decrypt_failures"].as_u64(), line["sink"]["lost"].as_u64()), (Some(0), Some(0)));
+        packets += line["sink"]["packets"].as_u64().unwrap();
+        lines += 1;
+    }
+    assert_eq!(packets, 5, "after {lines} lines");
+    drop(child);
 }

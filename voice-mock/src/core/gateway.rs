@@ -378,6 +378,7 @@ impl MockServer {
         let (user, first) = (s.user, !s.introduced);
         self.stats.users.entry(user).or_default().mode = Some(mode);
         self.send(key, Message::SessionDescription(desc), true);
+        self.sink_touch_session(key);
         if first {
             // A DAVE session: op 4, then op 25, then who is here (step 2).
             if dave >= 1 {

@@ -16,12 +16,14 @@ mod gateway;
 mod output;
 mod room;
 mod session;
+mod sink;
 mod stats;
 
 pub use config::{DavePolicy, Limits, ServerConfig};
 pub use dave::DaveRoomInfo;
 pub use faults::{Fault, FaultParseError};
 pub use output::{ConnId, JoinInfo, ServerEvent, ServerOutput};
+pub(crate) use sink::SinkRoute;
 pub use stats::{ReceivedFrame, ServerStats, UserStats};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -82,6 +84,9 @@ pub struct MockServer {
     pub(crate) out: VecDeque<ServerOutput>,
     pub(crate) stats: ServerStats,
     pub(crate) received: HashMap<Snowflake, Vec<ReceivedFrame>>,
+    /// SSRCs whose sink route may have changed since the runner last
+    /// looked (`None`: no runner sink, nothing tracked).
+    pub(crate) sink_dirty: Option<std::collections::BTreeSet<u32>>,
 }
 
 impl core::fmt::Debug for MockServer {
@@ -120,6 +125,7 @@ impl MockServer {
             out: VecDeque::new(),
             stats: ServerStats::default(),
             received: HashMap::new(),
+            sink_dirty: None,
         }
     }
 

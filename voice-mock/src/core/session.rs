@@ -213,6 +213,11 @@ impl MockServer {
         }
         let room = (s.guild, s.channel);
         let peers = self.rooms.leave(room, key);
+        self.sink_touch(s.ssrc);
+        if let [alone] = peers[..] {
+            // Left alone: its packets no longer have a listener.
+            self.sink_touch_session(alone);
+        }
         let bye = Message::ClientDisconnect(ClientDisconnect { user_id: s.user });
         for peer in peers {
             let Some(p) = self.sessions.get_mut(&peer) else { continue };

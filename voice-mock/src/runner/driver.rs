@@ -154,6 +154,16 @@ impl Driver {
         let shared = self.shared.clone();
         let mut core = shared.core();
         let now = now();
+        if let Some(sink) = shared.sink.as_deref() {
+            // Before the frames that tell a client its key go out.
+            let routes = core.take_sink_routes();
+            if !routes.is_empty() {
+                let mut table = super::lock_sink(sink);
+                for (ssrc, route) in routes {
+                    table.apply(ssrc, route);
+                }
+            }
+        }
         loop {
             match core.poll_output() {
                 ServerOutput::Timeout(t) => return t,

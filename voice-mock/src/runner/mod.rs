@@ -6,9 +6,15 @@
 //! channels. The core sits behind a mutex so that the API ([`Server::join`],
 //! [`Server::inject`], ...) can be synchronous; after an API call the driver
 //! is woken to drain what the call produced.
+//!
+//! In sink mode ([`RunnerConfig::sink`]) the UDP receiver opens and counts
+//! the RTP of sessions alone in their room itself and drops it, so that a
+//! load of thousands of senders costs no channel hop, no copy and no core
+//! lock per packet ([`SinkStats`]).
 
 mod driver;
 mod log;
+mod sink;
 mod tls;
 mod udp;
 mod ws;
@@ -26,6 +32,8 @@ use tokio::task::JoinHandle;
 use voice_proto::wire::{GatewayVersion, Snowflake, WsFrame};
 
 use crate::{ConnId, Fault, JoinInfo, MockServer, ReceivedFrame, ServerConfig, ServerStats};
+use sink::SinkTable;
+pub use sink::{GapHistogram, SinkCounters, SinkStats};
 
 /// Errors of the runner.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +88,19 @@ pub struct RunnerConfig {
     pub datagram_queue: usize,
     /// A frame not written within this time closes the connection.
     pub write_timeout: Duration,
+    /// Sink mode, for load tests: RTP from a session that is alone in its
+    /// room (nobody to forward it to) is opened with the session's key,
+    /// counted per SSRC ([`Server::sink_stats`]) and dropped in the UDP
+    /// receiver, without reaching the core. Such packets are then missing
+    /// from [`ServerStats`] (`datagrams_in`, `rtp_in`, the DAVE payload
+    /// counts) and do not update the client's address; RTP whose SSRC has no
+    /// session is dropped too (counted in [`SinkStats::unknown_ssrc`]). RTP
+    /// of a session with company is counted the same way and then forwarded
+    /// as usual. Off by default.
+    pub sink: bool,
+    /// Receive buffer of the UDP socket in bytes (`SO_RCVBUF`; the kernel
+    /// caps it at `net.core.rmem_max`). 0 keeps the system default.
+    pub udp_recv_buffer: usize,
 }
 
 impl Default for RunnerConfig {
@@ -97,6 +118,8 @@ impl Default for RunnerConfig {
             input_queue: 256,
             datagram_queue: 1024,
             write_timeout: Duration::from_secs(5),
+            sink: false,
+            udp_recv_buffer: 0,
         }
     }
 }
@@ -154,12 +177,32 @@ pub(crate) struct Shared {
     pub(crate) notify: Notify,
     pub(crate) counters: Arc<Counters>,
     pub(crate) udp: Arc<UdpSocket>,
+    /// The UDP receiver's table in sink mode. Lock order: core, then sink.
+    pub(crate) sink: Option<Arc<Mutex<SinkTable>>>,
 }
 
 impl Shared {
     pub(crate) fn core(&self) -> MutexGuard<'_, MockServer> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Locks the sink table (a panic elsewhere leaves its counters usable).
+pub(crate) fn lock_sink(sink: &Mutex<SinkTable>) -> MutexGuard<'_, SinkTable> {
+    sink.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Binds the UDP socket, with a receive buffer of `recv_buffer` bytes if
+/// not 0.
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if recv_buffer > 0 {
+        socket.set_recv_buffer_size(recv_buffer)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// A running mock voice server.
@@ -190,7 +233,7 @@ fn now() -> std::time::Instant {
 impl Server {
     /// Binds the sockets, makes the certificate and starts the tasks.
     pub async fn start(config: RunnerConfig) -> io::Result<Server> {
-        let udp = Arc::new(UdpSocket::bind((config.bind, config.udp_port)).await?);
+        let udp = Arc::new(bind_udp(SocketAddr::new(config.bind, config.udp_port), config.udp_recv_buffer)?);
         let ws = TcpListener::bind((config.bind, config.ws_port)).await?;
         let (wss, tls) = if config.tls {
             let tls = tls::self_signed()?;
@@ -211,6 +254,10 @@ impl Server {
         let max_frame = server.limits.max_frame_bytes;
         let start = now();
         let mut core = MockServer::new(server, start);
+        let sink = config.sink.then(|| {
+            core.track_sink_routes();
+            Arc::new(Mutex::new(SinkTable::new(start, max_datagram)))
+        });
         for f in config.faults.iter().cloned() {
             core.inject(f, start);
         }
@@ -224,6 +271,7 @@ impl Server {
             notify: Notify::new(),
             counters: counters.clone(),
             udp: udp.clone(),
+            sink: sink.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (conn_tx, conn_rx) = mpsc::channel(config.input_queue.max(1));
@@ -240,7 +288,7 @@ impl Server {
         let driver = driver::Driver::new(shared.clone(), conn_rx, udp_rx, shutdown_rx.clone(), log);
         let mut tasks = vec![
             tokio::spawn(driver.run()),
-            tokio::spawn(udp::recv_loop(udp, udp_tx, counters, shutdown_rx, max_datagram)),
+            tokio::spawn(udp::recv_loop(udp, udp_tx, counters, shutdown_rx, max_datagram, sink)),
             tokio::spawn(ws::listen(ws, None, ctx.clone())),
         ];
         let cert_pem = match (wss, tls) {
@@ -344,6 +392,19 @@ impl Server {
             slow_clients_closed: c.slow_clients_closed.load(Ordering::Relaxed),
             conn_queue_peak: c.conn_queue_peak.load(Ordering::Relaxed),
         }
+    }
+
+    /// The sink's counters over the current window (see
+    /// [`RunnerConfig::sink`]); `None` when sink mode is off.
+    pub fn sink_stats(&self) -> Option<SinkStats> {
+        self.shared.sink.as_deref().map(|s| lock_sink(s).snapshot(now()))
+    }
+
+    /// As [`Server::sink_stats`], and starts a new window: every counter
+    /// starts again from zero. Call it at the start of a measurement, and
+    /// again at its end.
+    pub fn take_sink_stats(&self) -> Option<SinkStats> {
+        self.shared.sink.as_deref().map(|s| lock_sink(s).take(now()))
     }
 
     /// What `user` sent (copies).

@@ -1,12 +1,14 @@
-//! The UDP port: every datagram goes to the driver over a bounded channel.
+//! The UDP port: every datagram goes to the driver over a bounded channel,
+//! except, in sink mode, the RTP that the sink counts and drops itself.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use super::{Counters, Datagram};
+use super::sink::{SinkTable, Verdict};
+use super::{Counters, Datagram, lock_sink};
 
 /// Receives datagrams until shutdown. When the driver falls behind the
 /// channel fills and datagrams are dropped (and counted) here, so a flood
@@ -17,6 +19,7 @@ pub(crate) async fn recv_loop(
     counters: Arc<Counters>,
     mut shutdown: watch::Receiver<bool>,
     max_len: usize,
+    sink: Option<Arc<Mutex<SinkTable>>>,
 ) {
     let mut buf = vec![0u8; max_len + 1];
     loop {
@@ -24,6 +27,12 @@ pub(crate) async fn recv_loop(
             _ = shutdown.changed() => return,
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
+                    if let Some(sink) = &sink {
+                        let now = tokio::time::Instant::now().into_std();
+                        if lock_sink(sink).receive(&buf[..n], now) == Verdict::Done {
+                            continue;
+                        }
+                    }
                     let d = Datagram { from, bytes: buf[..n].to_vec() };
                     match tx.try_send(d) {
                         Ok(()) => {}

@@ -60,6 +60,11 @@ impl MockServer {
         let Some(s) = self.sessions.get(&key) else { return };
         let (room, user, dave) = ((s.guild, s.channel), s.user, s.dave_capable);
         let before = self.rooms.join(room, key);
+        self.sink_touch_session(key);
+        if let [alone] = before[..] {
+            // It was alone: its packets now have a listener.
+            self.sink_touch_session(alone);
+        }
         if !dave {
             self.introduce(key);
         }
