@@ -21,8 +21,8 @@
 //!
 //! The calls offer no DAVE (`max_dave_protocol_version = 0`, the server's
 //! policy is off): a bot alone in a DAVE call cannot send. Each call plays
-//! an endless loop of one 160-byte frame (64 kbit/s) through its frame sink
-//! ([`drive_call`]). In the receive rows call 2k listens and call 2k+1 plays
+//! an endless loop of one 160-byte frame (64 kbit/s), from a source the
+//! driver pulls (`--queue`: through its frame sink; [`drive_call`]). In the receive rows call 2k listens and call 2k+1 plays
 //! in guild k, so the server forwards every packet (re-encrypted) and the
 //! client receives and decrypts half of what it sends.
 //!
@@ -80,6 +80,8 @@ OPTIONS:
     --concurrency N       joins in flight at once (default 64)
     --bare-secs SECS      length of the bare seal-and-send loop, in three rounds (default 3)
     --plain-ws            voice gateway over ws:// instead of wss://
+    --queue               play through each call's frame sink from a task of
+                          its own, instead of a looped source the driver pulls
     --run                 run when started without cargo bench's --bench
 ";
 
@@ -108,6 +110,9 @@ struct Opts {
     concurrency: usize,
     bare: Duration,
     plain_ws: bool,
+    /// Feed audio through the frame sink (one producer task per call)
+    /// instead of a source the driver pulls.
+    queue: bool,
     // Children's parameters, set by the orchestrator.
     endpoint: String,
     udp_port: u16,
@@ -151,6 +156,7 @@ fn parse() -> Result<Opts, lexopt::Error> {
         concurrency: 64,
         bare: Duration::from_secs(3),
         plain_ws: false,
+        queue: false,
         endpoint: String::new(),
         udp_port: 0,
         cert: String::new(),
@@ -171,6 +177,7 @@ fn parse() -> Result<Opts, lexopt::Error> {
             Long("concurrency") => o.concurrency = parser.value()?.parse::<usize>()?.max(1),
             Long("bare-secs") => o.bare = secs(&mut parser)?.max(Duration::from_millis(100)),
             Long("plain-ws") => o.plain_ws = true,
+            Long("queue") => o.queue = true,
             Long("role") => o.role = Some(parser.value()?.string()?),
             Long("endpoint") => o.endpoint = parser.value()?.string()?,
             Long("udp-port") => o.udp_port = parser.value()?.parse()?,
@@ -412,7 +419,12 @@ fn server_main(opts: &Opts) -> Res<()> {
 /// Plays an endless loop of `frame` on `call`, counting each frame queued.
 /// The one place that plays audio: it moves to the pull-based source API
 /// when the library has it.
-async fn drive_call(call: Call, frame: Bytes, queued: Arc<AtomicU64>) {
+async fn drive_call(call: Call, frame: Bytes, queued: Arc<AtomicU64>, queue: bool) {
+    if !queue {
+        // What an audio node does: the driver pulls each frame in its slot.
+        let _ = call.start_source(voice_tokio::Looped::forever(vec![frame])).await;
+        return;
+    }
     let sink = call.frame_sink();
     while sink.send(frame.clone()).await.is_ok() {
         queued.fetch_add(1, Ordering::Relaxed);
@@ -563,7 +575,7 @@ fn client_main(opts: &Opts) -> Res<()> {
                 rt.spawn(listen(call.clone(), heard.clone()));
             }
             for call in &joined.senders {
-                rt.spawn(drive_call(call.clone(), frame.clone(), queued.clone()));
+                rt.spawn(drive_call(call.clone(), frame.clone(), queued.clone(), opts.queue));
             }
             Ok(Some(json!({ "playing": joined.senders.len() })))
         }
@@ -699,6 +711,9 @@ fn row(opts: &Opts, calls: usize, receive: bool, bare_us: f64) -> Res<Value> {
     ];
     if receive {
         args.push("--listeners".to_owned());
+    }
+    if opts.queue {
+        args.push("--queue".to_owned());
     }
     if opts.plain_ws {
         args.push("--plain-ws".to_owned());

@@ -34,6 +34,11 @@ pub struct DriverConfig {
     /// A TLS client configuration to use instead of the one built from the
     /// webpki roots and `extra_roots`.
     pub tls_config: Option<Arc<ClientConfig>>,
+    /// Send flowing audio from the shared send wheel (one task per core for
+    /// the calls of this configuration and its clones, one timer tick per
+    /// millisecond) rather than from each call's task with a timer per
+    /// frame. On by default: it is what makes thousands of calls cheap.
+    pub send_wheel: bool,
     /// What clones share: the TLS configuration once built, and the
     /// connect limit.
     shared: Arc<Shared>,
@@ -45,6 +50,7 @@ struct Shared {
     /// The TLS configuration built for these extra roots.
     tls: Mutex<Option<(Vec<CertificateDer<'static>>, Arc<ClientConfig>)>>,
     connects: OnceLock<Arc<tokio::sync::Semaphore>>,
+    wheels: crate::wheel::Wheels,
 }
 
 impl Default for DriverConfig {
@@ -59,6 +65,7 @@ impl Default for DriverConfig {
             ws_connect_timeout: Duration::from_secs(10),
             max_concurrent_connects: 64,
             tls_config: None,
+            send_wheel: true,
             shared: Arc::default(),
         }
     }
@@ -82,6 +89,11 @@ impl DriverConfig {
         let config = build_tls(&self.extra_roots)?;
         *cached = Some((self.extra_roots.clone(), config.clone()));
         Ok(config)
+    }
+
+    /// A send wheel for a new call, shared by clones.
+    pub(crate) fn wheel(&self, runtime: &Arc<dyn crate::Runtime>) -> Arc<crate::wheel::Wheel> {
+        self.shared.wheels.pick(runtime)
     }
 
     /// The limit on websockets opening at once, shared by clones.

@@ -16,7 +16,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 use voice_proto::wire::{WsFrame, WsMessage};
-use voice_proto::{Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoicePacket, WsTarget};
+use voice_proto::{
+    Datagram, Event, GatewayEvent, Output, TimeoutReason, UpdateVoiceState, VoiceConnection, VoicePacket, WsTarget,
+};
 
 use crate::call::{CallState, CallStats, Command, ReceivedAudio};
 use crate::pacing::Pacer;
@@ -86,6 +88,11 @@ pub struct CallCore {
     /// pacing slot until then.
     awaiting_e2ee: bool,
     deadline: Option<Instant>,
+    /// Whether the deadline is only "speaking stops when nothing is sent"
+    /// (which every frame sent pushes back).
+    deadline_is_idle: bool,
+    /// Outputs taken while refreshing the deadline, for the task to carry out.
+    stashed: std::collections::VecDeque<Io>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     out: Vec<u8>,
     out_len: usize,
@@ -105,6 +112,8 @@ impl CallCore {
             frames_open: true,
             awaiting_e2ee: false,
             deadline: None,
+            deadline_is_idle: false,
+            stashed: std::collections::VecDeque::new(),
             flush_waiters: Vec::new(),
             out: Vec::with_capacity(1500),
             out_len: 0,
@@ -126,6 +135,24 @@ impl CallCore {
     /// The machine's next deadline (call [`CallCore::handle_timeout`] then).
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+
+    /// The deadline a task must wake for while another context keeps the
+    /// audio flowing: none when the only thing due is "speaking stops if
+    /// nothing is sent", which each frame pushes back.
+    pub fn deadline_while_flowing(&self) -> Option<Instant> {
+        if self.deadline_is_idle { None } else { self.deadline }
+    }
+
+    /// Takes the machine's outputs after a frame went out from a context
+    /// that carries out datagrams only: the deadline is brought up to date
+    /// and anything else is kept for [`CallCore::poll_io`]. Returns whether
+    /// something was kept.
+    pub fn refresh_deadline(&mut self) -> bool {
+        while let Some(io) = self.next_io() {
+            self.stashed.push_back(io);
+        }
+        !self.stashed.is_empty()
     }
 
     /// Whether the driver wants the next frame from the queue.
@@ -339,10 +366,18 @@ impl CallCore {
     /// The next thing to do; events and audio go to the handles on the way.
     /// `None` when everything is done (the deadline is then current).
     pub fn poll_io(&mut self) -> Option<Io> {
+        if let Some(io) = self.stashed.pop_front() {
+            return Some(io);
+        }
+        self.next_io()
+    }
+
+    fn next_io(&mut self) -> Option<Io> {
         loop {
             match self.conn.poll_output() {
-                Output::Timeout { at, .. } => {
+                Output::Timeout { at, reason } => {
                     self.deadline = at;
+                    self.deadline_is_idle = at.is_some() && reason == TimeoutReason::SpeakingIdle;
                     self.after_outputs();
                     return None;
                 }

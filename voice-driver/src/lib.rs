@@ -26,6 +26,7 @@ pub mod pacing;
 pub mod runtime;
 mod source;
 mod task;
+mod wheel;
 mod ws;
 
 pub use call::{Call, CallState, CallStats, FrameSink, PlayError, ReceivedAudio};

@@ -15,6 +15,7 @@ use crate::error::{CallError, JoinError};
 use crate::gateway::{MainGateway, NoGateway};
 use crate::runtime::{AsyncUdpSocket, Runtime};
 use crate::task::{CallTask, TaskIo};
+use crate::wheel::CallShared;
 
 fn spawn_call(
     runtime: &Arc<dyn Runtime>,
@@ -44,9 +45,10 @@ fn spawn_call(
         tls,
         connects: config.connect_limit(),
         ws_timeout: config.ws_connect_timeout,
-        udp,
+        wheel: config.send_wheel.then(|| config.wheel(runtime)),
     };
-    let task = CallTask::new(CallCore::new(conn, ch), io, cmd_rx);
+    let shared = Arc::new(CallShared::new(CallCore::new(conn, ch), udp));
+    let task = CallTask::new(shared, io, cmd_rx);
     runtime.spawn(Box::pin(task.run()));
     Call {
         runtime: runtime.clone(),

@@ -24,10 +24,11 @@ use tokio::sync::mpsc;
 use voice_proto::wire::{WsFrame, WsMessage};
 
 use crate::call::Command;
-use crate::core::{CallCore, Io};
+use crate::core::Io;
 use crate::error::ConnectError;
 use crate::gateway::MainGateway;
 use crate::runtime::{AsyncTimer, AsyncUdpSocket, BoxFuture, Runtime, timeout};
+use crate::wheel::{CallShared, Locked, Wheel};
 use crate::ws::{self, WsStream};
 
 /// Longest a websocket write may wait before the socket is treated as dead.
@@ -40,15 +41,16 @@ pub(crate) struct TaskIo {
     pub(crate) tls: Arc<ClientConfig>,
     pub(crate) connects: Arc<tokio::sync::Semaphore>,
     pub(crate) ws_timeout: Duration,
-    pub(crate) udp: Box<dyn AsyncUdpSocket>,
+    /// Where the call's audio is sent from once it flows (`None`: from
+    /// this task, a timer per frame).
+    pub(crate) wheel: Option<Arc<Wheel>>,
 }
 
 pub(crate) struct CallTask {
-    core: CallCore,
+    shared: Arc<CallShared>,
     io: TaskIo,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
-    peer: Option<SocketAddr>,
     recv: Box<[u8; 2048]>,
     ws: Option<WsStream>,
     ws_out: VecDeque<Message>,
@@ -73,15 +75,14 @@ enum Input {
 }
 
 impl CallTask {
-    pub(crate) fn new(core: CallCore, io: TaskIo, commands: mpsc::Receiver<Command>) -> Self {
+    pub(crate) fn new(shared: Arc<CallShared>, io: TaskIo, commands: mpsc::Receiver<Command>) -> Self {
         let now = io.runtime.now();
         let timer = io.runtime.new_timer(now + Duration::from_secs(3600));
         CallTask {
-            core,
+            shared,
             io,
             commands,
             commands_open: true,
-            peer: None,
             recv: Box::new([0; 2048]),
             ws: None,
             ws_out: VecDeque::new(),
@@ -97,33 +98,51 @@ impl CallTask {
     }
 
     pub(crate) async fn run(mut self) {
+        let shared = self.shared.clone();
         loop {
-            self.drain();
-            if self.core.is_closed() {
-                break;
+            {
+                let mut g = shared.lock();
+                self.drain(&mut g);
+                if g.core.is_closed() {
+                    break;
+                }
             }
-            let wake = std::future::poll_fn(|cx| self.poll_wake(cx)).await;
-            self.handle(wake);
+            let wake = std::future::poll_fn(|cx| self.poll_wake(&mut shared.lock(), cx)).await;
+            self.handle(&mut shared.lock(), wake);
         }
         if let Some(ws) = self.ws.take() {
             let queued = std::mem::take(&mut self.ws_out);
             close_in_background(&self.io.runtime, ws, queued, 1000);
         }
-        tracing::debug!(guild = %self.core.connection().config().guild_id, "voice driver stopped");
+        tracing::debug!(guild = %shared.lock().core.connection().config().guild_id, "voice driver stopped");
     }
 
     /// Waits for one input, in a fixed priority: commands, then time (a
     /// flood of datagrams or frames cannot starve heartbeats or pacing),
     /// then sockets, then the frame queue.
-    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
+    fn poll_wake(&mut self, g: &mut Locked, cx: &mut Context<'_>) -> Poll<Input> {
         if self.commands_open
             && let Poll::Ready(c) = self.commands.poll_recv(cx)
         {
             return Poll::Ready(Input::Command(c));
         }
         let now = self.io.runtime.now();
-        self.slot = self.core.next_slot(now);
-        let at = [self.core.deadline(), self.slot, self.ws_stall_at].into_iter().flatten().min();
+        self.shared.set_task(cx.waker());
+        // While the wheel sends this call's audio, its slots are not ours;
+        // a stream that flows (op 5 sent) goes to the wheel.
+        self.slot = if self.shared.in_wheel() { None } else { g.core.next_slot(now) };
+        if let (Some(slot), Some(wheel)) = (self.slot, &self.io.wheel)
+            && g.core.connection().is_speaking()
+        {
+            wheel.add(&self.shared, slot);
+            self.slot = None;
+        }
+        // While the wheel sends, each frame pushes "speaking stops" back:
+        // no wake-up for it (the wheel wakes this task when the stream
+        // stops or another deadline comes nearer).
+        let deadline = if self.shared.in_wheel() { g.core.deadline_while_flowing() } else { g.core.deadline() };
+        g.armed = deadline;
+        let at = [deadline, self.slot, self.ws_stall_at].into_iter().flatten().min();
         if at != self.timer_at {
             self.timer_at = at;
             if let Some(at) = at {
@@ -149,10 +168,10 @@ impl CallTask {
                 return Poll::Ready(Input::Ws(m));
             }
         }
-        if let Poll::Ready(r) = self.io.udp.poll_recv_from(cx, &mut self.recv[..]) {
+        if let Poll::Ready(r) = self.shared.udp.poll_recv_from(cx, &mut self.recv[..]) {
             return Poll::Ready(Input::Udp(r));
         }
-        if self.core.wants_frame() && self.core.poll_frame(cx, now).is_ready() {
+        if !self.shared.in_wheel() && g.core.wants_frame() && g.core.poll_frame(cx, now).is_ready() {
             return Poll::Ready(Input::Frame);
         }
         Poll::Pending
@@ -205,54 +224,54 @@ impl CallTask {
         Ok(())
     }
 
-    fn handle(&mut self, wake: Input) {
+    fn handle(&mut self, g: &mut Locked, wake: Input) {
         let now = self.io.runtime.now();
         match wake {
             Input::Command(None) => {
                 // Every handle is gone: shut down.
                 self.commands_open = false;
-                self.core.handles_dropped(now);
+                g.core.handles_dropped(now);
             }
-            Input::Command(Some(c)) => self.core.command(c, now),
-            Input::Timer => self.timer_fired(now),
+            Input::Command(Some(c)) => g.core.command(c, now),
+            Input::Timer => self.timer_fired(g, now),
             Input::WsOpened(r) => match *r {
                 Ok(ws) => {
                     self.ws = Some(ws);
                     self.ws_gate.ready.store(true, Ordering::Release);
-                    self.core.handle_ws_open(now);
+                    g.core.handle_ws_open(now);
                 }
                 Err(e) => {
                     tracing::info!(error = %e, "voice websocket did not open");
-                    self.core.handle_ws_failed(now);
+                    g.core.handle_ws_failed(now);
                 }
             },
-            Input::Ws(m) => self.ws_message(m, now),
+            Input::Ws(m) => self.ws_message(g, m, now),
             Input::WsBroken => {
                 tracing::info!("voice websocket send failed or stalled");
                 self.drop_ws();
-                self.core.handle_ws_close(None, now);
+                g.core.handle_ws_close(None, now);
             }
-            Input::Udp(Ok((n, from))) => self.core.handle_datagram(from, &mut self.recv[..n], now),
+            Input::Udp(Ok((n, from))) => g.core.handle_datagram(from, &mut self.recv[..n], now),
             Input::Udp(Err(e)) => tracing::debug!(error = %e, "udp receive error"),
             Input::Frame => {}
         }
     }
 
-    fn timer_fired(&mut self, now: Instant) {
+    fn timer_fired(&mut self, g: &mut Locked, now: Instant) {
         let mut due = false;
         if self.ws_stall_at.is_some_and(|t| t <= now) {
             due = true;
             tracing::info!("voice websocket send stalled");
             self.drop_ws();
-            self.core.handle_ws_close(None, now);
+            g.core.handle_ws_close(None, now);
         }
-        if self.core.deadline().is_some_and(|t| t <= now) {
+        if g.core.deadline().is_some_and(|t| t <= now) {
             due = true;
-            self.core.handle_timeout(now);
+            g.core.handle_timeout(now);
         }
-        if self.slot.is_some_and(|t| t <= now) {
+        if self.slot.is_some_and(|t| t <= now) && !self.shared.in_wheel() {
             due = true;
-            self.send_frame(now);
+            self.send_frame(g, now);
         }
         if !due {
             // Woken before time (a coarse timer): set it again.
@@ -260,19 +279,19 @@ impl CallTask {
         }
     }
 
-    fn send_frame(&mut self, now: Instant) {
-        let Some(to) = self.core.send_slot(now) else { return };
+    fn send_frame(&mut self, g: &mut Locked, now: Instant) {
+        let Some(to) = g.core.send_slot(now) else { return };
         // Speaking (op 5) goes out before the first datagram.
-        self.drain();
-        let CallTask { core, io, peer, .. } = self;
-        if transmit(&*io.udp, peer, core.datagram(), to).is_err() {
+        self.drain(g);
+        let Locked { core, peer, .. } = g;
+        if transmit(&*self.shared.udp, peer, core.datagram(), to).is_err() {
             core.send_failed();
         }
     }
 
     /// Carries out everything the core asks for, up to its next deadline.
-    fn drain(&mut self) {
-        while let Some(io) = self.core.poll_io() {
+    fn drain(&mut self, g: &mut Locked) {
+        while let Some(io) = g.core.poll_io() {
             match io {
                 Io::Gateway(p) => self.io.gateway.update_voice_state(p),
                 Io::ConnectWs(target) => {
@@ -308,8 +327,8 @@ impl CallTask {
                     self.drop_ws();
                 }
                 Io::Transmit { to, bytes } => {
-                    if transmit(&*self.io.udp, &mut self.peer, &bytes, to).is_err() {
-                        self.core.send_failed();
+                    if transmit(&*self.shared.udp, &mut g.peer, &bytes, to).is_err() {
+                        g.core.send_failed();
                     }
                 }
             }
@@ -323,23 +342,23 @@ impl CallTask {
         self.ws_stall_at = None;
     }
 
-    fn ws_message(&mut self, m: Option<Result<Message, tungstenite::Error>>, now: Instant) {
+    fn ws_message(&mut self, g: &mut Locked, m: Option<Result<Message, tungstenite::Error>>, now: Instant) {
         match m {
-            Some(Ok(Message::Text(t))) => self.core.handle_ws_message(WsMessage::Text(t.as_str()), now),
-            Some(Ok(Message::Binary(b))) => self.core.handle_ws_message(WsMessage::Binary(&b), now),
+            Some(Ok(Message::Text(t))) => g.core.handle_ws_message(WsMessage::Text(t.as_str()), now),
+            Some(Ok(Message::Binary(b))) => g.core.handle_ws_message(WsMessage::Binary(&b), now),
             Some(Ok(Message::Close(frame))) => {
                 self.drop_ws();
-                self.core.handle_ws_close(frame.map(|f| u16::from(f.code)), now);
+                g.core.handle_ws_close(frame.map(|f| u16::from(f.code)), now);
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 tracing::info!(error = %e, "voice websocket error");
                 self.drop_ws();
-                self.core.handle_ws_close(None, now);
+                g.core.handle_ws_close(None, now);
             }
             None => {
                 self.drop_ws();
-                self.core.handle_ws_close(None, now);
+                g.core.handle_ws_close(None, now);
             }
         }
     }
@@ -347,7 +366,7 @@ impl CallTask {
 
 /// Sends one datagram, connecting the socket to a new peer first so that
 /// the kernel filters every other source.
-fn transmit(
+pub(crate) fn transmit(
     udp: &dyn AsyncUdpSocket,
     peer: &mut Option<SocketAddr>,
     bytes: &[u8],

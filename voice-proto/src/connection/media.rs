@@ -123,6 +123,13 @@ impl VoiceConnection {
         Ok(Transmit { to, len })
     }
 
+    /// Whether audio is flowing: op 5 went out for this stream, so the next
+    /// frame queues no websocket message (a driver may send it from a
+    /// context that carries out datagrams only).
+    pub fn is_speaking(&self) -> bool {
+        self.link.as_ref().and_then(|l| l.sender.as_ref()).is_some_and(|s| s.speaking)
+    }
+
     fn speaking_flags(&self) -> u32 {
         1
     }
