@@ -93,6 +93,8 @@ pub struct CallCore {
     deadline_is_idle: bool,
     /// Outputs taken while refreshing the deadline, for the task to carry out.
     stashed: std::collections::VecDeque<Io>,
+    /// What was last published to the handles (cheap to compare).
+    published: Option<Published>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     out: Vec<u8>,
     out_len: usize,
@@ -114,8 +116,10 @@ impl CallCore {
             deadline: None,
             deadline_is_idle: false,
             stashed: std::collections::VecDeque::new(),
+            published: None,
             flush_waiters: Vec::new(),
-            out: Vec::with_capacity(1500),
+            // Grows to the largest datagram once; an audio packet is ~200 B.
+            out: Vec::with_capacity(256),
             out_len: 0,
             arena: BytesMut::new(),
             stats: CallStats::default(),
@@ -432,6 +436,12 @@ impl CallCore {
         let c = &self.conn;
         let (state, channel, dave, can_send) = (c.state(), c.channel(), c.dave_protocol_version(), c.can_send_audio());
         let code = c.voice_privacy_code();
+        // Most drains change none of it: skip the watch's lock then.
+        let key = (state, channel, dave, can_send);
+        if self.published.as_ref().is_some_and(|(k, c)| *k == key && c.as_deref() == code) {
+            return;
+        }
+        self.published = Some((key, code.map(str::to_owned)));
         self.ch.state.send_if_modified(|s| {
             let changed = s.state != state
                 || s.channel != channel
@@ -449,6 +459,10 @@ impl CallCore {
         });
     }
 }
+
+/// The published state, compared before the watch is touched: state,
+/// channel, DAVE version, whether audio can be sent, and the privacy code.
+type Published = ((voice_proto::State, Option<voice_proto::wire::Snowflake>, u16, bool), Option<String>);
 
 /// Hands a received packet to the application: its Opus is copied into the
 /// arena (one allocation per arena block, not per packet).

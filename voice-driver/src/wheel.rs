@@ -2,8 +2,8 @@
 //! core off one timer, instead of a timer and a wake-up per call per frame.
 //!
 //! Each call's slots recur every 20 ms, so a call that is playing sits in
-//! one of 20 one-millisecond buckets (its phase). Every millisecond the
-//! wheel's task takes the bucket that came due and, for each call in it,
+//! one of ten 2 ms buckets (its phase). Every tick the wheel's task takes
+//! the bucket that came due and, for each call in it,
 //! sends the frame of its slot (the call's [`CallCore`] decides: pacing,
 //! late skip, encryption) and puts the call back for its next slot. A call
 //! whose stream has to start or stop (the first frame goes with op 5 on the
@@ -22,9 +22,12 @@ use std::time::{Duration, Instant};
 use crate::core::CallCore;
 use crate::runtime::{AsyncUdpSocket, Runtime};
 
-/// Buckets: one per millisecond of the 20 ms frame period.
-const BUCKETS: usize = 20;
-const TICK: Duration = Duration::from_millis(1);
+/// Buckets: one per tick of the 20 ms frame period.
+const BUCKETS: usize = 10;
+/// A tick: a frame leaves at most this much after its slot (Discord's
+/// jitter buffer absorbs far more); fewer ticks mean fewer wake-ups.
+const TICK: Duration = Duration::from_millis(2);
+const TICK_NS: u128 = TICK.as_nanos();
 
 /// One call as its task and the wheel share it.
 #[derive(Debug)]
@@ -105,7 +108,12 @@ impl CallShared {
     }
 }
 
-/// The wheels of a configuration: one per core, calls spread over them.
+/// Calls a wheel takes before the next one gets any: one wheel, waking
+/// once a tick, carries a thousand calls on a fraction of a core,
+/// and fewer wheels mean fewer wake-ups.
+const CALLS_PER_WHEEL: usize = 1000;
+
+/// The wheels of a configuration: one per core, filled in turn.
 #[derive(Debug, Default)]
 pub(crate) struct Wheels {
     wheels: Mutex<Vec<Arc<Wheel>>>,
@@ -124,7 +132,7 @@ impl Wheels {
                 wheels.push(wheel);
             }
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % wheels.len();
+        let i = (self.next.fetch_add(1, Ordering::Relaxed) / CALLS_PER_WHEEL) % wheels.len();
         wheels[i].clone()
     }
 }
@@ -137,10 +145,10 @@ pub(crate) struct Wheel {
 
 #[derive(Debug)]
 struct WheelState {
-    /// Millisecond 0 of the wheel.
+    /// Tick 0 of the wheel.
     epoch: Instant,
     buckets: [Vec<Arc<CallShared>>; BUCKETS],
-    /// The last millisecond processed.
+    /// The last tick processed.
     done: u64,
     calls: usize,
     /// The task sleeps (no call to send for); adding a call wakes it.
@@ -177,10 +185,10 @@ impl Wheel {
         let mut due: Vec<Arc<CallShared>> = Vec::new();
         let mut back: Vec<(Arc<CallShared>, Option<Instant>)> = Vec::new();
         loop {
-            // Sleep to the next millisecond, or until a call arrives.
+            // Sleep to the next tick, or until a call arrives.
             let next = {
                 let s = self.lock();
-                s.epoch + Duration::from_millis(s.done + 1)
+                s.epoch + Duration::from_nanos(u64::try_from(TICK_NS * u128::from(s.done + 1)).unwrap_or(u64::MAX))
             };
             timer.as_mut().reset(next);
             std::future::poll_fn(|cx| {
@@ -196,18 +204,19 @@ impl Wheel {
             .await;
             let now = runtime.now();
             let mut s = self.lock();
-            let now_ms = u64::try_from(now.saturating_duration_since(s.epoch).as_millis()).unwrap_or(u64::MAX);
+            let now_tick =
+                u64::try_from(now.saturating_duration_since(s.epoch).as_nanos() / TICK_NS).unwrap_or(u64::MAX);
             if s.calls == 0 {
                 // Woken by a new call after sleeping: no backlog to catch up.
-                s.done = now_ms.saturating_sub(1);
+                s.done = now_tick.saturating_sub(1);
             }
             // Late by more than a period: every bucket is due once.
-            let from = s.done.max(now_ms.saturating_sub(BUCKETS as u64 - 1)) + 1;
-            for ms in from..=now_ms {
-                let b = (ms % BUCKETS as u64) as usize;
+            let from = s.done.max(now_tick.saturating_sub(BUCKETS as u64 - 1)) + 1;
+            for tick in from..=now_tick {
+                let b = (tick % BUCKETS as u64) as usize;
                 due.append(&mut s.buckets[b]);
             }
-            s.done = s.done.max(now_ms);
+            s.done = s.done.max(now_tick);
             drop(s);
             for call in due.drain(..) {
                 let next = call.send_due(now);
@@ -232,12 +241,13 @@ impl Wheel {
 }
 
 impl WheelState {
-    /// The bucket of the millisecond `slot` falls in (rounded up, so that
+    /// The bucket of the tick `slot` falls in (rounded up, so that
     /// it is sent at or after its slot, never before).
     fn bucket(&self, slot: Instant) -> usize {
         let d = slot.saturating_duration_since(self.epoch);
-        let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
-        let ms = u64::try_from(ms).unwrap_or(u64::MAX).max(self.done + 1);
-        (ms % BUCKETS as u64) as usize
+        let ns = d.as_nanos();
+        let tick = ns / TICK_NS + u128::from(ns % TICK_NS != 0);
+        let tick = u64::try_from(tick).unwrap_or(u64::MAX).max(self.done + 1);
+        (tick % BUCKETS as u64) as usize
     }
 }

@@ -20,11 +20,12 @@ pub(crate) type WsStream = WebSocketStream<Box<dyn ByteStream>>;
 /// Largest message accepted from the server.
 const MAX_MESSAGE: usize = 1 << 20;
 
-/// The websocket's read buffer. Voice gateway frames are small (a few
-/// hundred bytes; DAVE commits and welcomes a few KiB), and tungstenite
+/// The websocket's read buffer (larger frames are read in several reads).
+/// Voice gateway frames are small (a few hundred bytes; DAVE commits and
+/// welcomes a few KiB), and tungstenite
 /// zero-fills the free part of this buffer on every read attempt: its
 /// default (128 KiB) made `memset` the largest cost of an idle call.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 2 * 1024;
 
 /// Opens the websocket to `target` within `limit`.
 pub(crate) async fn connect(

@@ -71,7 +71,9 @@ pub(crate) struct FrameTransform {
 impl FrameTransform {
     pub(crate) fn new(config: &Config) -> Self {
         let (dave, hold) = session_state(config);
-        FrameTransform { dave, sealed: Vec::with_capacity(SCRATCH), opened: Vec::with_capacity(SCRATCH), hold }
+        // The scratch buffers are reserved on first DAVE use: a call without
+        // DAVE holds none.
+        FrameTransform { dave, sealed: Vec::new(), opened: Vec::new(), hold }
     }
 
     /// A fresh voice session: new DAVE state, nothing held; the scratch
@@ -105,6 +107,7 @@ impl FrameTransform {
             stats.send_refused_pending += 1;
             return Err(SendError::E2eePending);
         };
+        reserve_scratch(&mut self.sealed);
         match session.encrypt_into(MediaType::AUDIO, Codec::OPUS, opus, &mut self.sealed) {
             Ok(()) => {
                 stats.frames_encrypted += 1;
@@ -154,6 +157,7 @@ impl FrameTransform {
             // identity, whatever the bytes look like.
             return Ok(Opened::Frame(len));
         };
+        reserve_scratch(&mut self.opened);
         self.opened.resize(len, 0);
         match session.decrypt_into(meta.user.0, MediaType::AUDIO, payload, &mut self.opened[..len]) {
             Ok(n) => {
@@ -207,6 +211,7 @@ impl FrameTransform {
         let Some(session) = dave.session_mut() else { return released };
         hold.retry(|user, f| {
             let len = f.data.len();
+            reserve_scratch(opened);
             opened.resize(len, 0);
             let Ok(n) = session.decrypt_into(user, MediaType::AUDIO, &f.data, &mut opened[..len]) else {
                 return false;
@@ -239,4 +244,11 @@ fn session_state(config: &Config) -> (Dave, Hold) {
     let dave =
         Dave::new(config.user_id, config.max_dave_protocol_version, config.max_users, config.dave_max_recoveries);
     (dave, Hold::new(config.dave_hold_frames, config.dave_hold_total, config.dave_hold_age))
+}
+
+/// A scratch buffer's room, reserved once on first use.
+fn reserve_scratch(buf: &mut Vec<u8>) {
+    if buf.capacity() == 0 {
+        buf.reserve(SCRATCH);
+    }
 }
