@@ -16,9 +16,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 use voice_proto::wire::{WsFrame, WsMessage};
-use voice_proto::{
-    Datagram, Event, GatewayEvent, Output, TimeoutReason, UpdateVoiceState, VoiceConnection, VoicePacket, WsTarget,
-};
+use voice_proto::{Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoicePacket, WsTarget};
 
 use crate::call::{CallState, CallStats, Command, ReceivedAudio};
 use crate::pacing::Pacer;
@@ -88,11 +86,6 @@ pub struct CallCore {
     /// pacing slot until then.
     awaiting_e2ee: bool,
     deadline: Option<Instant>,
-    /// Whether the deadline is only "speaking stops when nothing is sent"
-    /// (which every frame sent pushes back).
-    deadline_is_idle: bool,
-    /// Outputs taken while refreshing the deadline, for the task to carry out.
-    stashed: std::collections::VecDeque<Io>,
     /// What was last published to the handles (cheap to compare).
     published: Option<Published>,
     flush_waiters: Vec<oneshot::Sender<()>>,
@@ -114,8 +107,6 @@ impl CallCore {
             frames_open: true,
             awaiting_e2ee: false,
             deadline: None,
-            deadline_is_idle: false,
-            stashed: std::collections::VecDeque::new(),
             published: None,
             flush_waiters: Vec::new(),
             // Grows to the largest datagram once; an audio packet is ~200 B.
@@ -142,21 +133,16 @@ impl CallCore {
     }
 
     /// The deadline a task must wake for while another context keeps the
-    /// audio flowing: none when the only thing due is "speaking stops if
-    /// nothing is sent", which each frame pushes back.
+    /// audio flowing: every deadline but "speaking stops if nothing is
+    /// sent", which each frame pushes back.
     pub fn deadline_while_flowing(&self) -> Option<Instant> {
-        if self.deadline_is_idle { None } else { self.deadline }
+        self.conn.deadline_while_speaking()
     }
 
-    /// Takes the machine's outputs after a frame went out from a context
-    /// that carries out datagrams only: the deadline is brought up to date
-    /// and anything else is kept for [`CallCore::poll_io`]. Returns whether
-    /// something was kept.
-    pub fn refresh_deadline(&mut self) -> bool {
-        while let Some(io) = self.next_io() {
-            self.stashed.push_back(io);
-        }
-        !self.stashed.is_empty()
+    /// Whether the machine has outputs for the task (after a frame went out
+    /// from a context that carries out datagrams only).
+    pub fn has_io(&self) -> bool {
+        self.conn.has_output()
     }
 
     /// Whether the driver wants the next frame from the queue.
@@ -370,18 +356,10 @@ impl CallCore {
     /// The next thing to do; events and audio go to the handles on the way.
     /// `None` when everything is done (the deadline is then current).
     pub fn poll_io(&mut self) -> Option<Io> {
-        if let Some(io) = self.stashed.pop_front() {
-            return Some(io);
-        }
-        self.next_io()
-    }
-
-    fn next_io(&mut self) -> Option<Io> {
         loop {
             match self.conn.poll_output() {
-                Output::Timeout { at, reason } => {
+                Output::Timeout { at, .. } => {
                     self.deadline = at;
-                    self.deadline_is_idle = at.is_some() && reason == TimeoutReason::SpeakingIdle;
                     self.after_outputs();
                     return None;
                 }

@@ -100,7 +100,7 @@ impl CallShared {
         }
         // The frame pushed "speaking stops" back; anything else (a
         // heartbeat now nearer than that) needs the task's timer.
-        if core.refresh_deadline() || core.deadline_while_flowing() != *armed {
+        if core.has_io() || core.deadline_while_flowing() != *armed {
             self.wake_task();
         }
         core.pull_frame(now);

@@ -46,6 +46,11 @@ impl Timers {
     pub(crate) fn stop_all(&mut self) {
         self.at = Default::default();
     }
+    /// The earliest deadline of any timer but `except`.
+    pub(crate) fn next_except(&self, except: Timer) -> Option<Instant> {
+        ALL.iter().filter(|&&t| t != except).filter_map(|&t| self.at[t as usize]).min()
+    }
+
     /// The earliest deadline and its reason.
     pub(crate) fn next(&self) -> (Option<Instant>, Timer) {
         ALL.iter()

@@ -237,6 +237,18 @@ impl VoiceConnection {
         Output::Timeout { at, reason }
     }
 
+    /// The earliest deadline but "speaking stops when nothing is sent":
+    /// what a driver that keeps audio flowing from elsewhere must wake for,
+    /// since each frame sent pushes that one back.
+    pub fn deadline_while_speaking(&self) -> Option<Instant> {
+        self.timers.next_except(Timer::SpeakingIdle)
+    }
+
+    /// Whether outputs are queued (drain them with [`VoiceConnection::poll_output`]).
+    pub fn has_output(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
     /// Advances time: fires every timer due at `now`. Early calls do nothing;
     /// a `now` older than one seen before is treated as that one.
     pub fn handle_timeout(&mut self, now: Instant) {
