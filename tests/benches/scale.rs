@@ -648,7 +648,6 @@ fn bare_main(opts: &Opts) -> Res<()> {
         packets += n;
     }
     rounds.sort_by(f64::total_cmp);
-    drop(send_one);
     // The same loop over as many sockets as calls, in turn: what the
     // kernel's UDP path costs when each send finds its socket cold, as a
     // thousand calls' do (a reference beside the floor, not the floor).

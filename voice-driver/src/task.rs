@@ -27,7 +27,7 @@ use crate::call::Command;
 use crate::core::Io;
 use crate::error::ConnectError;
 use crate::gateway::MainGateway;
-use crate::runtime::{AsyncTimer, AsyncUdpSocket, BoxFuture, Runtime, timeout};
+use crate::runtime::{AsyncTimer, BoxFuture, Runtime, timeout};
 use crate::wheel::{CallShared, Locked, Wheel};
 use crate::ws::{self, WsStream};
 
@@ -284,7 +284,7 @@ impl CallTask {
         // Speaking (op 5) goes out before the first datagram.
         self.drain(g);
         let Locked { core, peer, .. } = g;
-        if transmit(&*self.shared.udp, peer, core.datagram(), to).is_err() {
+        if self.shared.transmit(peer, core.datagram(), to).is_err() {
             core.send_failed();
         }
     }
@@ -327,7 +327,7 @@ impl CallTask {
                     self.drop_ws();
                 }
                 Io::Transmit { to, bytes } => {
-                    if transmit(&*self.shared.udp, &mut g.peer, &bytes, to).is_err() {
+                    if self.shared.transmit(&mut g.peer, &bytes, to).is_err() {
                         g.core.send_failed();
                     }
                 }
@@ -362,24 +362,6 @@ impl CallTask {
             }
         }
     }
-}
-
-/// Sends one datagram, connecting the socket to a new peer first so that
-/// the kernel filters every other source.
-pub(crate) fn transmit(
-    udp: &dyn AsyncUdpSocket,
-    peer: &mut Option<SocketAddr>,
-    bytes: &[u8],
-    to: SocketAddr,
-) -> std::io::Result<()> {
-    if *peer != Some(to) {
-        match udp.connect(to) {
-            Ok(()) => *peer = Some(to),
-            Err(e) => tracing::debug!(error = %e, "udp connect failed"),
-        }
-    }
-    let sent = if *peer == Some(to) { udp.try_send(bytes) } else { udp.try_send_to(bytes, to) };
-    sent.map(drop).inspect_err(|e| tracing::debug!(error = %e, "udp send failed"))
 }
 
 /// Sends what was queued and a close frame, and lets the socket go, without

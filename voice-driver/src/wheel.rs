@@ -82,6 +82,19 @@ impl CallShared {
         }
     }
 
+    /// Sends one datagram, connecting the socket to a new peer first so
+    /// that the kernel filters every other source.
+    pub(crate) fn transmit(&self, peer: &mut Option<SocketAddr>, bytes: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        if *peer != Some(to) {
+            match self.udp.connect(to) {
+                Ok(()) => *peer = Some(to),
+                Err(e) => tracing::debug!(error = %e, "udp connect failed"),
+            }
+        }
+        let sent = if *peer == Some(to) { self.udp.try_send(bytes) } else { self.udp.try_send_to(bytes, to) };
+        sent.map(drop).inspect_err(|e| tracing::debug!(error = %e, "udp send failed"))
+    }
+
     /// Sends the frame of a due slot. `Some(next slot)` to stay in the
     /// wheel, `None` when the call's task must take over.
     fn send_due(&self, now: Instant) -> Option<Instant> {
@@ -95,7 +108,7 @@ impl CallShared {
             return None;
         }
         let to = core.send_slot(now)?;
-        if crate::task::transmit(&*self.udp, peer, core.datagram(), to).is_err() {
+        if self.transmit(peer, core.datagram(), to).is_err() {
             core.send_failed();
         }
         // The frame pushed "speaking stops" back; anything else (a
@@ -246,7 +259,7 @@ impl WheelState {
     fn bucket(&self, slot: Instant) -> usize {
         let d = slot.saturating_duration_since(self.epoch);
         let ns = d.as_nanos();
-        let tick = ns / TICK_NS + u128::from(ns % TICK_NS != 0);
+        let tick = ns.div_ceil(TICK_NS);
         let tick = u64::try_from(tick).unwrap_or(u64::MAX).max(self.done + 1);
         (tick % BUCKETS as u64) as usize
     }
