@@ -211,12 +211,18 @@ impl CallCore {
         Some(self.pacer.slot(now))
     }
 
+    /// The next slot of a running stream even with no frame at hand yet
+    /// (a producer feeding in real time): where a sender looks again.
+    pub fn upcoming_slot(&self) -> Option<Instant> {
+        if self.awaiting_e2ee { None } else { self.pacer.upcoming() }
+    }
+
     /// The slot came: sends the pending frame. Returns where the datagram
     /// ([`CallCore::datagram`]) goes; drain [`CallCore::poll_io`] before
     /// sending it, so that speaking (op 5) goes before the first datagram.
     pub fn send_slot(&mut self, now: Instant) -> Option<SocketAddr> {
         let frame = self.pending.take()?;
-        if self.conn.is_ready() && !self.conn.can_send_audio() {
+        if self.conn.is_ready() && !self.conn.can_send_audio() && !self.conn.is_leaving() {
             // A DAVE call whose first transition has not executed: the
             // frame waits (the queue behind it is bounded), never plaintext.
             self.pending = Some(frame);

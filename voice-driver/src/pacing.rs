@@ -54,6 +54,12 @@ impl Pacer {
         }
     }
 
+    /// The next slot of a running schedule, without a frame at hand (the
+    /// schedule may lapse if none comes by then).
+    pub fn upcoming(&self) -> Option<Instant> {
+        self.next
+    }
+
     /// Records that a frame went out in the current slot.
     pub fn sent(&mut self) {
         if let Some(next) = self.next.as_mut() {

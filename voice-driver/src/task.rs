@@ -62,6 +62,13 @@ pub(crate) struct CallTask {
     timer: Pin<Box<dyn AsyncTimer>>,
     timer_at: Option<Instant>,
     slot: Option<Instant>,
+    /// The wheel had this call at the last look: when it hands the call
+    /// back, drain at once (flush callers, the next stream).
+    was_in_wheel: bool,
+    /// The first datagram of a stream, held until op 5 before it has been
+    /// handed to the websocket.
+    deferred: Vec<u8>,
+    deferred_to: Option<SocketAddr>,
 }
 
 enum Input {
@@ -72,6 +79,8 @@ enum Input {
     WsBroken,
     Udp(std::io::Result<(usize, SocketAddr)>),
     Frame,
+    /// Nothing arrived, but the core has something to carry out.
+    Drain,
 }
 
 impl CallTask {
@@ -94,6 +103,9 @@ impl CallTask {
             timer,
             timer_at: None,
             slot: None,
+            was_in_wheel: false,
+            deferred: Vec::new(),
+            deferred_to: None,
         }
     }
 
@@ -114,6 +126,9 @@ impl CallTask {
             let queued = std::mem::take(&mut self.ws_out);
             close_in_background(&self.io.runtime, ws, queued, 1000);
         }
+        if let Some(wheel) = &self.io.wheel {
+            wheel.release();
+        }
         tracing::debug!(guild = %shared.lock().core.connection().config().guild_id, "voice driver stopped");
     }
 
@@ -128,13 +143,21 @@ impl CallTask {
         }
         let now = self.io.runtime.now();
         self.shared.set_task(cx.waker());
+        let in_wheel = self.shared.in_wheel();
+        if (std::mem::replace(&mut self.was_in_wheel, in_wheel) && !in_wheel) || g.core.has_io() {
+            return Poll::Ready(Input::Drain);
+        }
         // While the wheel sends this call's audio, its slots are not ours;
-        // a stream that flows (op 5 sent) goes to the wheel.
-        self.slot = if self.shared.in_wheel() { None } else { g.core.next_slot(now) };
+        // a stream that flows (op 5 sent, the first datagram out) goes to
+        // the wheel, while the wheel runs.
+        self.slot = if in_wheel { None } else { g.core.next_slot(now) };
         if let (Some(slot), Some(wheel)) = (self.slot, &self.io.wheel)
             && g.core.connection().is_speaking()
+            && self.deferred_to.is_none()
+            && wheel.is_alive()
         {
             wheel.add(&self.shared, slot);
+            self.was_in_wheel = self.shared.in_wheel();
             self.slot = None;
         }
         // While the wheel sends, each frame pushes "speaking stops" back:
@@ -168,6 +191,7 @@ impl CallTask {
                 return Poll::Ready(Input::Ws(m));
             }
         }
+        self.send_deferred(g);
         if let Poll::Ready(r) = self.shared.udp.poll_recv_from(cx, &mut self.recv[..]) {
             return Poll::Ready(Input::Udp(r));
         }
@@ -253,7 +277,7 @@ impl CallTask {
             }
             Input::Udp(Ok((n, from))) => g.core.handle_datagram(from, &mut self.recv[..n], now),
             Input::Udp(Err(e)) => tracing::debug!(error = %e, "udp receive error"),
-            Input::Frame => {}
+            Input::Frame | Input::Drain => {}
         }
     }
 
@@ -281,11 +305,31 @@ impl CallTask {
 
     fn send_frame(&mut self, g: &mut Locked, now: Instant) {
         let Some(to) = g.core.send_slot(now) else { return };
-        // Speaking (op 5) goes out before the first datagram.
+        // Speaking (op 5) goes out before the first datagram: if it is
+        // still queued for the websocket, the datagram waits for it.
         self.drain(g);
+        if self.ws.is_some() && (!self.ws_out.is_empty() || self.ws_flushing) {
+            self.deferred.clear();
+            self.deferred.extend_from_slice(g.core.datagram());
+            self.deferred_to = Some(to);
+            return;
+        }
         let Locked { core, peer, .. } = g;
         if self.shared.transmit(peer, core.datagram(), to).is_err() {
             core.send_failed();
+        }
+    }
+
+    /// Sends the held first datagram once the websocket took op 5 (or is
+    /// gone).
+    fn send_deferred(&mut self, g: &mut Locked) {
+        let Some(to) = self.deferred_to else { return };
+        if self.ws.is_some() && !self.ws_out.is_empty() {
+            return;
+        }
+        self.deferred_to = None;
+        if self.shared.transmit(&mut g.peer, &self.deferred, to).is_err() {
+            g.core.send_failed();
         }
     }
 

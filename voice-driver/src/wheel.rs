@@ -95,30 +95,57 @@ impl CallShared {
         sent.map(drop).inspect_err(|e| tracing::debug!(error = %e, "udp send failed"))
     }
 
-    /// Sends the frame of a due slot. `Some(next slot)` to stay in the
-    /// wheel, `None` when the call's task must take over.
-    fn send_due(&self, now: Instant) -> Option<Instant> {
-        let mut g = self.lock();
+    /// Sends the frame of a due slot; says where the call goes next.
+    fn send_due(&self, now: Instant) -> Outcome {
+        // The call's task may hold the lock for a while (a TLS read, an MLS
+        // commit): look again next tick rather than hold up every call.
+        let mut g = match self.locked.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::WouldBlock) => return Outcome::Busy,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
         let Locked { core, peer, armed } = &mut *g;
-        let slot = core.next_slot(now)?;
+        core.pull_frame(now);
+        let Some(slot) = core.next_slot(now) else { return Outcome::Leave };
         if slot > now {
-            return Some(slot);
+            return Outcome::Keep(slot);
         }
         if !core.connection().is_speaking() || core.connection().is_closed() {
-            return None;
+            return Outcome::Leave;
         }
-        let to = core.send_slot(now)?;
+        let Some(to) = core.send_slot(now) else { return Outcome::Leave };
         if self.transmit(peer, core.datagram(), to).is_err() {
             core.send_failed();
         }
         // The frame pushed "speaking stops" back; anything else (a
-        // heartbeat now nearer than that) needs the task's timer.
+        // heartbeat now nearer than that, an output) needs the task.
         if core.has_io() || core.deadline_while_flowing() != *armed {
             self.wake_task();
         }
+        // A producer feeding in real time has its next frame in by the next
+        // slot: look again then, and leave only if there is none.
         core.pull_frame(now);
-        core.next_slot(now)
+        match core.next_slot(now).or_else(|| core.upcoming_slot()) {
+            Some(slot) => Outcome::Keep(slot),
+            None => Outcome::Leave,
+        }
     }
+
+    /// Hands the call back to its task.
+    fn leave_wheel(&self) {
+        self.in_wheel.store(false, Ordering::Release);
+        self.wake_task();
+    }
+}
+
+/// Where a call goes after its turn in the wheel.
+enum Outcome {
+    /// Stays, next due at this slot.
+    Keep(Instant),
+    /// Its lock was busy: the next tick.
+    Busy,
+    /// Back to its task.
+    Leave,
 }
 
 /// Calls a wheel takes before the next one gets any: one wheel, waking
@@ -126,7 +153,8 @@ impl CallShared {
 /// and fewer wheels mean fewer wake-ups.
 const CALLS_PER_WHEEL: usize = 1000;
 
-/// The wheels of a configuration: one per core, filled in turn.
+/// The wheels of a configuration: up to one per core, started as calls
+/// need them, filled in turn.
 #[derive(Debug, Default)]
 pub(crate) struct Wheels {
     wheels: Mutex<Vec<Arc<Wheel>>>,
@@ -134,26 +162,41 @@ pub(crate) struct Wheels {
 }
 
 impl Wheels {
-    /// A wheel for a new call, started on `runtime` when first needed.
+    /// A wheel for a new call, started on `runtime` when first needed (or
+    /// again, when the runtime it ran on went away).
     pub(crate) fn pick(&self, runtime: &Arc<dyn Runtime>) -> Arc<Wheel> {
         let mut wheels = self.wheels.lock().unwrap_or_else(PoisonError::into_inner);
-        if wheels.is_empty() {
-            let n = std::thread::available_parallelism().map_or(1, usize::from);
-            for _ in 0..n {
-                let wheel = Arc::new(Wheel::new(runtime.now()));
-                runtime.spawn(Box::pin(wheel.clone().run(runtime.clone())));
-                wheels.push(wheel);
-            }
+        let max = std::thread::available_parallelism().map_or(1, usize::from);
+        let i = (self.next.fetch_add(1, Ordering::Relaxed) / CALLS_PER_WHEEL) % max;
+        while wheels.len() <= i {
+            wheels.push(Wheel::start(runtime));
         }
-        let i = (self.next.fetch_add(1, Ordering::Relaxed) / CALLS_PER_WHEEL) % wheels.len();
-        wheels[i].clone()
+        if !wheels[i].alive.load(Ordering::Acquire) {
+            wheels[i] = Wheel::start(runtime);
+        }
+        wheels[i].acquire()
     }
 }
 
-/// One wheel and its task.
+impl Drop for Wheels {
+    fn drop(&mut self) {
+        for w in self.wheels.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            w.release();
+        }
+    }
+}
+
+/// One wheel and its task. The task ends once nobody can hand it a call
+/// (its configuration and every call that had it are gone) and it holds
+/// none.
 #[derive(Debug)]
 pub(crate) struct Wheel {
     state: Mutex<WheelState>,
+    /// Holders that may still add calls: the configuration's [`Wheels`] and
+    /// each call's task.
+    users: AtomicUsize,
+    /// The task runs (false once it ended or its runtime dropped it).
+    alive: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -164,65 +207,103 @@ struct WheelState {
     /// The last tick processed.
     done: u64,
     calls: usize,
-    /// The task sleeps (no call to send for); adding a call wakes it.
-    parked: Option<Waker>,
+    /// The task's waker: adding a call or the last user leaving wakes it.
+    task: Option<Waker>,
 }
 
 impl Wheel {
-    fn new(now: Instant) -> Self {
-        let state =
-            WheelState { epoch: now, buckets: std::array::from_fn(|_| Vec::new()), done: 0, calls: 0, parked: None };
-        Wheel { state: Mutex::new(state) }
+    fn start(runtime: &Arc<dyn Runtime>) -> Arc<Self> {
+        let state = WheelState {
+            epoch: runtime.now(),
+            buckets: std::array::from_fn(|_| Vec::new()),
+            done: 0,
+            calls: 0,
+            task: None,
+        };
+        let wheel =
+            Arc::new(Wheel { state: Mutex::new(state), users: AtomicUsize::new(1), alive: AtomicBool::new(true) });
+        runtime.spawn(Box::pin(wheel.clone().run(runtime.clone())));
+        wheel
     }
 
     fn lock(&self) -> MutexGuard<'_, WheelState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A call's task will hand calls to this wheel (and releases it when it
+    /// ends).
+    fn acquire(self: &Arc<Self>) -> Arc<Self> {
+        self.users.fetch_add(1, Ordering::AcqRel);
+        self.clone()
+    }
+
+    /// A holder is done with the wheel.
+    pub(crate) fn release(&self) {
+        if self.users.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(w) = self.lock().task.take()
+        {
+            w.wake();
+        }
+    }
+
+    /// Whether the wheel's task runs; a call whose wheel died sends from
+    /// its own task.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
     /// Hands `call` to the wheel, its next slot at `slot`.
     pub(crate) fn add(&self, call: &Arc<CallShared>, slot: Instant) {
-        if call.in_wheel.swap(true, Ordering::AcqRel) {
+        if !self.is_alive() || call.in_wheel.swap(true, Ordering::AcqRel) {
             return;
         }
         let mut s = self.lock();
         let b = s.bucket(slot);
         s.buckets[b].push(call.clone());
         s.calls += 1;
-        if let Some(w) = s.parked.take() {
+        // The wheel may sleep past this call's bucket: let it look again.
+        if let Some(w) = s.task.take() {
             w.wake();
         }
     }
 
     async fn run(self: Arc<Self>, runtime: Arc<dyn Runtime>) {
+        // Whatever ends the task (its runtime dropping it, a panic), the
+        // calls it holds go back to their tasks.
+        let _guard = HandBack(self.clone());
         let mut timer = runtime.new_timer(runtime.now() + TICK);
         let mut due: Vec<Arc<CallShared>> = Vec::new();
-        let mut back: Vec<(Arc<CallShared>, Option<Instant>)> = Vec::new();
+        let mut back: Vec<(Arc<CallShared>, Outcome)> = Vec::new();
+        let mut armed_at: Option<Instant> = None;
         loop {
-            // Sleep to the next tick, or until a call arrives.
-            let next = {
-                let s = self.lock();
-                s.epoch + Duration::from_nanos(u64::try_from(TICK_NS * u128::from(s.done + 1)).unwrap_or(u64::MAX))
-            };
-            timer.as_mut().reset(next);
-            std::future::poll_fn(|cx| {
+            // Sleep to the next tick that has calls, or until one arrives.
+            let stop = std::future::poll_fn(|cx| {
                 let mut s = self.lock();
+                s.task = Some(cx.waker().clone());
                 if s.calls == 0 {
-                    s.parked = Some(cx.waker().clone());
-                    return std::task::Poll::Pending;
+                    armed_at = None;
+                    return if self.users.load(Ordering::Acquire) == 0 {
+                        std::task::Poll::Ready(true)
+                    } else {
+                        std::task::Poll::Pending
+                    };
                 }
-                s.parked = None;
+                let at = s.next_busy_tick();
+                if armed_at != Some(at) {
+                    armed_at = Some(at);
+                    timer.as_mut().reset(at);
+                }
                 drop(s);
-                timer.as_mut().poll(cx)
+                timer.as_mut().poll(cx).map(|()| false)
             })
             .await;
+            if stop {
+                return;
+            }
+            armed_at = None;
             let now = runtime.now();
             let mut s = self.lock();
-            let now_tick =
-                u64::try_from(now.saturating_duration_since(s.epoch).as_nanos() / TICK_NS).unwrap_or(u64::MAX);
-            if s.calls == 0 {
-                // Woken by a new call after sleeping: no backlog to catch up.
-                s.done = now_tick.saturating_sub(1);
-            }
+            let now_tick = s.tick_of(now);
             // Late by more than a period: every bucket is due once.
             let from = s.done.max(now_tick.saturating_sub(BUCKETS as u64 - 1)) + 1;
             for tick in from..=now_tick {
@@ -232,28 +313,74 @@ impl Wheel {
             s.done = s.done.max(now_tick);
             drop(s);
             for call in due.drain(..) {
-                let next = call.send_due(now);
-                if next.is_none() {
-                    call.in_wheel.store(false, Ordering::Release);
-                    call.wake_task();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.send_due(now)))
+                    .unwrap_or_else(|_| {
+                        // A source that panicked (say): its call's task
+                        // takes over and meets the same fate there.
+                        tracing::error!("a call's send panicked in the send wheel");
+                        Outcome::Leave
+                    });
+                if matches!(outcome, Outcome::Leave) {
+                    call.leave_wheel();
                 }
-                back.push((call, next));
+                back.push((call, outcome));
             }
             let mut s = self.lock();
-            for (call, next) in back.drain(..) {
-                match next {
-                    Some(slot) => {
-                        let b = s.bucket(slot);
-                        s.buckets[b].push(call);
+            let retry = now + TICK;
+            for (call, outcome) in back.iter() {
+                let slot = match outcome {
+                    Outcome::Keep(slot) => *slot,
+                    Outcome::Busy => retry,
+                    Outcome::Leave => {
+                        s.calls -= 1;
+                        continue;
                     }
-                    None => s.calls -= 1,
-                }
+                };
+                let b = s.bucket(slot);
+                s.buckets[b].push(call.clone());
             }
+            drop(s);
+            // Calls dropped here, outside the wheel's lock.
+            back.clear();
+        }
+    }
+}
+
+/// Hands every call a wheel holds back to its task when the wheel's task
+/// ends, and marks the wheel dead.
+struct HandBack(Arc<Wheel>);
+
+impl Drop for HandBack {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+        let calls: Vec<Arc<CallShared>> = {
+            let mut s = self.0.lock();
+            s.calls = 0;
+            s.buckets.iter_mut().flat_map(std::mem::take).collect()
+        };
+        for c in calls {
+            c.leave_wheel();
         }
     }
 }
 
 impl WheelState {
+    fn tick_of(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos() / TICK_NS).unwrap_or(u64::MAX)
+    }
+
+    fn at_tick(&self, tick: u64) -> Instant {
+        self.epoch + Duration::from_nanos(u64::try_from(TICK_NS * u128::from(tick)).unwrap_or(u64::MAX))
+    }
+
+    /// The first tick after the last one processed whose bucket has calls.
+    fn next_busy_tick(&self) -> Instant {
+        let ahead = (1..=BUCKETS as u64)
+            .find(|d| !self.buckets[((self.done + d) % BUCKETS as u64) as usize].is_empty())
+            .unwrap_or(1);
+        self.at_tick(self.done + ahead)
+    }
+
     /// The bucket of the tick `slot` falls in (rounded up, so that
     /// it is sent at or after its slot, never before).
     fn bucket(&self, slot: Instant) -> usize {

@@ -62,3 +62,14 @@ suite! {
         fifty_simultaneous_calls_account_for_every_packet,
     ],
 }
+
+/// Tokio only: a task that panics is contained by tokio; other executors
+/// may let the panic take their thread down, which is theirs to decide.
+mod tokio_only {
+    #[test]
+    fn a_panicking_source_stops_only_its_own_call() {
+        crate::harness::together(|| {
+            crate::harness::on_tokio(crate::scenarios::a_panicking_source_stops_only_its_own_call)
+        });
+    }
+}

@@ -82,6 +82,12 @@ impl VoiceConnection {
         self.is_ready() && !self.leaving && self.transform.can_send()
     }
 
+    /// Whether a leave is under way (the silence trailer, then op 4): audio
+    /// is refused as not ready, not held for encryption.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
     /// The call's voice privacy code (30 digits), equal at every member of
     /// the current MLS epoch; `None` without a DAVE group.
     pub fn voice_privacy_code(&self) -> Option<&str> {
