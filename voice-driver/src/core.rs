@@ -235,7 +235,14 @@ impl CallCore {
         // that latency does not grow with every stall (PROTOCOL.md §5.2).
         for _ in 0..self.pacer.take_missed() {
             let skipped = match self.source.as_mut() {
-                Some(s) => s.next_frame().is_some(),
+                Some(s) => {
+                    let more = s.next_frame().is_some();
+                    if !more {
+                        // Ended: not asked again.
+                        self.source = None;
+                    }
+                    more
+                }
                 None => self.ch.frames.try_recv().is_ok(),
             };
             if !skipped {
