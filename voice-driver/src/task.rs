@@ -11,8 +11,8 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -78,8 +78,8 @@ enum Input {
     Ws(Option<Result<Message, tungstenite::Error>>),
     WsBroken,
     Udp(std::io::Result<(usize, SocketAddr)>),
-    Frame,
-    /// Nothing arrived, but the core has something to carry out.
+    /// Nothing to handle (a frame was taken from the queue, the wheel
+    /// handed the call back, the core has outputs): drain.
     Drain,
 }
 
@@ -87,8 +87,10 @@ impl CallTask {
     pub(crate) fn new(shared: Arc<CallShared>, io: TaskIo, commands: mpsc::Receiver<Command>) -> Self {
         let now = io.runtime.now();
         let timer = io.runtime.new_timer(now + Duration::from_secs(3600));
+        let ws_gate = Arc::new(Gate { ready: AtomicBool::new(false), call: shared.clone() });
         CallTask {
             shared,
+            ws_gate,
             io,
             commands,
             commands_open: true,
@@ -97,7 +99,6 @@ impl CallTask {
             ws_out: VecDeque::new(),
             ws_flushing: false,
             ws_stall_at: None,
-            ws_gate: Arc::new(Gate::default()),
             ws_waker: None,
             connecting: None,
             timer,
@@ -187,7 +188,7 @@ impl CallTask {
             if self.poll_ws_write(cx).is_err() {
                 return Poll::Ready(Input::WsBroken);
             }
-            if let Some(m) = self.poll_ws_read(cx) {
+            if let Some(m) = self.poll_ws_read() {
                 return Poll::Ready(Input::Ws(m));
             }
         }
@@ -196,16 +197,16 @@ impl CallTask {
             return Poll::Ready(Input::Udp(r));
         }
         if !self.shared.in_wheel() && g.core.wants_frame() && g.core.poll_frame(cx, now).is_ready() {
-            return Poll::Ready(Input::Frame);
+            return Poll::Ready(Input::Drain);
         }
         Poll::Pending
     }
 
     /// Reads the websocket if its socket signalled since the last read
     /// came up empty (or a message may still be buffered).
-    fn poll_ws_read(&mut self, cx: &mut Context<'_>) -> Option<Option<Result<Message, tungstenite::Error>>> {
+    /// (The gate wakes the waker `poll_wake` registered with the shared state.)
+    fn poll_ws_read(&mut self) -> Option<Option<Result<Message, tungstenite::Error>>> {
         let ws = self.ws.as_mut()?;
-        self.ws_gate.set_task(cx.waker());
         if !self.ws_gate.ready.swap(false, Ordering::AcqRel) {
             return None;
         }
@@ -277,7 +278,7 @@ impl CallTask {
             }
             Input::Udp(Ok((n, from))) => g.core.handle_datagram(from, &mut self.recv[..n], now),
             Input::Udp(Err(e)) => tracing::debug!(error = %e, "udp receive error"),
-            Input::Frame | Input::Drain => {}
+            Input::Drain => {}
         }
     }
 
@@ -425,21 +426,12 @@ fn close_in_background(runtime: &Arc<dyn Runtime>, mut ws: WsStream, queued: Vec
     }));
 }
 
-/// Wakes the task and records that the websocket's socket signalled.
-#[derive(Debug, Default)]
+/// Records that the websocket's socket signalled, and wakes the call's
+/// task through the waker it registered with the call's shared state.
+#[derive(Debug)]
 struct Gate {
     ready: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Gate {
-    fn set_task(&self, waker: &Waker) {
-        if let Ok(mut t) = self.task.lock()
-            && !t.as_ref().is_some_and(|w| w.will_wake(waker))
-        {
-            *t = Some(waker.clone());
-        }
-    }
+    call: Arc<CallShared>,
 }
 
 impl Wake for Gate {
@@ -449,10 +441,6 @@ impl Wake for Gate {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.ready.store(true, Ordering::Release);
-        if let Ok(t) = self.task.lock()
-            && let Some(w) = t.as_ref()
-        {
-            w.wake_by_ref();
-        }
+        self.call.wake_task();
     }
 }
