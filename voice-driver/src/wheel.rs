@@ -76,7 +76,7 @@ impl CallShared {
         }
     }
 
-    fn wake_task(&self) {
+    pub(crate) fn wake_task(&self) {
         if let Some(w) = self.task.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             w.wake_by_ref();
         }
@@ -159,6 +159,8 @@ const CALLS_PER_WHEEL: usize = 1000;
 pub(crate) struct Wheels {
     wheels: Mutex<Vec<Arc<Wheel>>>,
     next: AtomicUsize,
+    /// The cores, read once (it reads the cgroup and affinity settings).
+    cores: std::sync::OnceLock<usize>,
 }
 
 impl Wheels {
@@ -166,7 +168,7 @@ impl Wheels {
     /// again, when the runtime it ran on went away).
     pub(crate) fn pick(&self, runtime: &Arc<dyn Runtime>) -> Arc<Wheel> {
         let mut wheels = self.wheels.lock().unwrap_or_else(PoisonError::into_inner);
-        let max = std::thread::available_parallelism().map_or(1, usize::from);
+        let max = *self.cores.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
         let i = (self.next.fetch_add(1, Ordering::Relaxed) / CALLS_PER_WHEEL) % max;
         while wheels.len() <= i {
             wheels.push(Wheel::start(runtime));
