@@ -183,33 +183,22 @@ impl Call {
     /// `limit` passes. When the call is elsewhere (a move), only a new
     /// connection to `channel` counts.
     pub async fn wait_connected(&self, channel: Snowflake, limit: Duration) -> Result<(), JoinError> {
-        let mut rx = self.state.clone();
-        let start = rx.borrow().clone();
+        let start = self.state.borrow().clone();
         if start.state == State::Connected && start.channel == Some(channel) {
             return Ok(());
         }
         // Only what happens from now on counts: an old disconnect may still
         // be showing while the join is on its way to the driver.
-        let wait = async {
-            loop {
-                {
-                    let s = rx.borrow_and_update();
-                    if s.state == State::Connected && s.channel == Some(channel) && s.connects > start.connects {
-                        return Ok(());
-                    }
-                    if s.disconnects > start.disconnects {
-                        return Err(JoinError::Disconnected(s.last_disconnect.unwrap_or(DisconnectReason::Requested)));
-                    }
-                    if s.state == State::Closed {
-                        return Err(JoinError::DriverGone);
-                    }
-                }
-                if rx.changed().await.is_err() {
-                    return Err(JoinError::DriverGone);
-                }
+        self.wait_state(limit, |s| {
+            if s.state == State::Connected && s.channel == Some(channel) && s.connects > start.connects {
+                return Some(Ok(()));
             }
-        };
-        timeout(&*self.runtime, limit, wait).await.map_err(|_| JoinError::Timeout)?
+            if s.disconnects > start.disconnects {
+                return Some(Err(JoinError::Disconnected(s.last_disconnect.unwrap_or(DisconnectReason::Requested))));
+            }
+            None
+        })
+        .await
     }
 
     /// Waits until audio can be sent: the call is connected and, when it
@@ -218,13 +207,23 @@ impl Call {
     /// start to flow. A bot alone in a DAVE call has no group to encrypt
     /// for, so this waits for someone to join.
     pub async fn wait_can_send(&self, limit: Duration) -> Result<(), JoinError> {
+        self.wait_state(limit, |s| s.can_send_audio.then_some(Ok(()))).await
+    }
+
+    /// Waits until `verdict` gives an answer about the published state, the
+    /// driver stops (`DriverGone`), or `limit` passes (`Timeout`).
+    async fn wait_state(
+        &self,
+        limit: Duration,
+        mut verdict: impl FnMut(&CallState) -> Option<Result<(), JoinError>>,
+    ) -> Result<(), JoinError> {
         let mut rx = self.state.clone();
         let wait = async {
             loop {
                 {
                     let s = rx.borrow_and_update();
-                    if s.can_send_audio {
-                        return Ok(());
+                    if let Some(v) = verdict(&s) {
+                        return v;
                     }
                     if s.state == State::Closed {
                         return Err(JoinError::DriverGone);
