@@ -29,11 +29,9 @@ mod seam;
 use std::sync::Arc;
 
 pub use seam::AsyncIoRuntime;
-pub use voice_driver::{
-    Call, CallError, CallState, CallStats, ConnectError, ConnectionInfo, DisconnectReason, DriverConfig, Event,
-    FrameSink, FrameSource, GatewayEvent, IterSource, JoinError, Looped, MainGateway, OggError, PlayError,
-    ReceivedAudio, State, UpdateVoiceState, ogg, pacing,
-};
+// The driver layer's whole API; `Manager` and `connect` below, with this
+// runtime filled in, take the place of the layer's own.
+pub use voice_driver::*;
 
 /// Voice calls of one bot, by guild: [`voice_driver::Manager`] (whose
 /// methods this derefs to) on [`AsyncIoRuntime`].
