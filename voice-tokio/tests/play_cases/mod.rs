@@ -4,8 +4,8 @@
 //! leaves once the file has played, and the offline demo's counts agree
 //! with what was sent.
 //!
-//! `cargo test` builds the examples; these cases run the built binary. The
-//! including test defines `play_binary()` and `listener_runtime()`.
+//! `cargo test` builds the examples; these tests run the built binary. The
+//! including test file defines `play_binary()` and `listener_runtime()`.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -50,7 +50,8 @@ fn number_after(line: &str, label: &str) -> Option<u64> {
     rest.split(|c: char| !c.is_ascii_digit()).find(|s| !s.is_empty())?.parse().ok()
 }
 
-pub async fn file_with_a_timeout_leaves_once_the_file_has_played() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_with_a_timeout_leaves_once_the_file_has_played() {
     let server = server().await;
     let (guild, channel) = (Snowflake(71), Snowflake(72));
     // Someone to play to: an end-to-end encrypted call needs a second member.
@@ -81,7 +82,8 @@ pub async fn file_with_a_timeout_leaves_once_the_file_has_played() {
     server.shutdown().await;
 }
 
-pub async fn the_offline_demo_counts_the_same_things_on_both_sides() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_demo_counts_the_same_things_on_both_sides() {
     let run = Command::new(play_binary()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output();
     let out = tokio::time::timeout(Duration::from_secs(90), run).await.expect("demo hung").expect("demo ran");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
