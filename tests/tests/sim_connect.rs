@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use voice_proto::wire::{Message, Snowflake};
-use voice_proto::{DisconnectReason, Event, Mode, State};
+use voice_proto::{DisconnectReason, Event, Mode, SpeakingFlags, State};
 use voice_tests::sim::{CHANNEL, ENDPOINT, GatewayBehavior, Sim};
 
 #[test]
@@ -238,4 +238,35 @@ fn close_is_an_orderly_shutdown_ending_in_closed() {
     let a = &sim.clients[0];
     assert_eq!(a.ws_sent.len() + a.datagrams.len(), outputs_before);
     assert_eq!(a.conn.state(), State::Closed);
+}
+
+#[test]
+fn speaking_flags_are_the_callers_and_change_mid_stream() {
+    let mut sim = Sim::default_server(21);
+    let a = sim.add_client(111, |c| c.speaking_flags = SpeakingFlags::SOUNDSHARE);
+    let b = sim.add_client(222, |_| {});
+    sim.connect(a, CHANNEL);
+    sim.connect(b, CHANNEL);
+    assert!(sim.run_until_sendable(&[a, b], Duration::from_secs(10)));
+    let now = sim.now;
+    sim.clients[a].queue_frames(100, now);
+    sim.run_for(Duration::from_millis(500));
+    let now = sim.now;
+    sim.clients[a].conn.set_speaking_flags(SpeakingFlags::SOUNDSHARE | SpeakingFlags::PRIORITY, now);
+    sim.drain_all();
+    sim.run_for(Duration::from_secs(3));
+
+    let flags: Vec<u32> = sim.clients[a]
+        .sent_messages()
+        .iter()
+        .filter_map(|m| if let Message::Speaking(s) = m { Some(s.speaking) } else { None })
+        .collect();
+    // Announced as soundshare, changed while flowing, then off after the trailer.
+    assert_eq!(flags, vec![2, 6, 0]);
+    let heard: Vec<u32> = sim.clients[b]
+        .events_matching(|e| matches!(e, Event::Speaking { user_id: Snowflake(111), .. }))
+        .iter()
+        .filter_map(|e| if let Event::Speaking { flags, .. } = e { Some(*flags) } else { None })
+        .collect();
+    assert!(heard.starts_with(&[2, 6]), "the other member sees the flags: {heard:?}");
 }

@@ -4,6 +4,7 @@ use core::time::Duration;
 
 use voice_rtp::Mode;
 
+use crate::SpeakingFlags;
 use crate::wire::{GatewayVersion, Snowflake};
 
 /// Everything a [`VoiceConnection`](crate::VoiceConnection) needs up front.
@@ -78,6 +79,9 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Failed reconnect attempts in a row before giving up.
     pub max_reconnect_attempts: u32,
+    /// The flags announced in op 5 when audio starts (microphone unless
+    /// set; see [`VoiceConnection::set_speaking_flags`](crate::VoiceConnection::set_speaking_flags)).
+    pub speaking_flags: SpeakingFlags,
     /// Speaking stops (five silence frames follow) when no frame was sent
     /// for this long.
     pub speaking_idle: Duration,
@@ -120,6 +124,7 @@ impl Config {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_reconnect_attempts: 6,
+            speaking_flags: SpeakingFlags::MICROPHONE,
             speaking_idle: Duration::from_millis(100),
             max_queued_outputs: 1024,
             max_frame_len: 1 << 20,

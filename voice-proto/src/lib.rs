@@ -58,6 +58,7 @@ mod error;
 pub mod gateway;
 mod heartbeat;
 mod output;
+mod speaking;
 mod stats;
 mod timer;
 mod transform;
@@ -70,6 +71,7 @@ pub use dave::is_dave_frame;
 pub use error::{DatagramError, E2eeError, SendError, WsError};
 pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate, WsTarget};
 pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason};
+pub use speaking::SpeakingFlags;
 pub use stats::{DaveStats, Stats};
 pub use voice_rtp::Mode;
 

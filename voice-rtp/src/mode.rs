@@ -30,7 +30,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Every mode, best first: the order [`Mode::select`] uses.
+    /// Every mode, best first.
     pub const PREFERENCE: [Mode; 7] = [
         Mode::Aes256GcmRtpSize,
         Mode::XChaCha20Poly1305RtpSize,
@@ -85,22 +85,18 @@ impl Mode {
         }
     }
 
-    /// Picks the best mode that the server offers and `allowed` contains.
-    ///
-    /// `allowed` is the caller's list of acceptable modes (for instance
-    /// [`Mode::LIVE`]); its order does not matter, [`Mode::PREFERENCE`]
-    /// decides. Unknown names in `offered` are ignored.
+    /// Picks the first mode of `allowed` that the server offers: the
+    /// caller's order decides (pass [`Mode::PREFERENCE`] or [`Mode::LIVE`]
+    /// for this crate's order, best first). Unknown names in `offered` are
+    /// ignored. This is the rule the voice connection applies to its
+    /// configured modes.
     pub fn select<'a, I>(offered: I, allowed: &[Mode]) -> Option<Mode>
     where
         I: IntoIterator<Item = &'a str>,
+        I::IntoIter: Clone,
     {
-        let mut best: Option<Mode> = None;
-        for mode in offered.into_iter().filter_map(Mode::from_name) {
-            if allowed.contains(&mode) && best.is_none_or(|b| mode < b) {
-                best = Some(mode);
-            }
-        }
-        best
+        let offered = offered.into_iter();
+        allowed.iter().copied().find(|m| offered.clone().any(|o| o == m.as_str()))
     }
 }
 
@@ -139,5 +135,14 @@ mod tests {
         assert_eq!(Mode::select(["xsalsa20_poly1305"], &Mode::LIVE), None);
         assert_eq!(Mode::select(["xsalsa20_poly1305", "bogus"], &Mode::PREFERENCE), Some(Mode::XSalsa20Poly1305));
         assert_eq!(Mode::select(["bogus"], &Mode::PREFERENCE), None);
+    }
+
+    #[test]
+    fn the_callers_order_decides() {
+        let both = ["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize"];
+        let xchacha_first = [Mode::XChaCha20Poly1305RtpSize, Mode::Aes256GcmRtpSize];
+        assert_eq!(Mode::select(both, &xchacha_first), Some(Mode::XChaCha20Poly1305RtpSize));
+        assert_eq!(Mode::select(both, &Mode::LIVE), Some(Mode::Aes256GcmRtpSize));
+        assert_eq!(Mode::select(both, &[]), None);
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use voice_rtp::{Cipher, Mode, OPUS_SILENCE, RtpHeader, SAMPLES_PER_FRAME, Sealer, SecretKey};
 
 use super::VoiceConnection;
+use crate::SpeakingFlags;
 use crate::error::SendError;
 use crate::output::Output;
 use crate::timer::Timer;
@@ -131,7 +132,28 @@ impl VoiceConnection {
     }
 
     fn speaking_flags(&self) -> u32 {
-        1
+        self.config.speaking_flags.bits()
+    }
+
+    /// Sets the flags op 5 announces (microphone, soundshare, priority).
+    /// While audio flows, a new op 5 with them goes out now; otherwise the
+    /// next frame announces them.
+    pub fn set_speaking_flags(&mut self, flags: SpeakingFlags, now: Instant) {
+        self.advance(now);
+        if self.config.speaking_flags == flags {
+            return;
+        }
+        self.config.speaking_flags = flags;
+        let Some(link) = self.link.as_ref() else { return };
+        if link.sender.as_ref().is_some_and(|s| s.speaking) && !self.leaving {
+            let ssrc = link.ssrc;
+            self.send_message(&Message::Speaking(Speaking {
+                speaking: flags.bits(),
+                delay: Some(0),
+                ssrc,
+                user_id: None,
+            }));
+        }
     }
 
     /// Sequence number and timestamp the next frame will carry.

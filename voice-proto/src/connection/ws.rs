@@ -179,8 +179,7 @@ impl VoiceConnection {
         if self.state != State::Identifying {
             return Err(WsError::Unexpected("Ready outside the handshake"));
         }
-        let offered = |m: &voice_rtp::Mode| r.modes.iter().any(|o| o == m.as_str());
-        let Some(mode) = self.config.modes.iter().copied().find(offered) else {
+        let Some(mode) = voice_rtp::Mode::select(r.modes.iter().map(String::as_str), &self.config.modes) else {
             tracing::warn!(modes = ?r.modes, "no common encryption mode");
             self.disconnect(DisconnectReason::NoCommonMode);
             return Ok(());
