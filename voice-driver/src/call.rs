@@ -6,9 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use voice_proto::wire::Snowflake;
-use voice_proto::{DisconnectReason, Event, GatewayEvent, State, Stats};
+use voice_proto::{DisconnectReason, Event, GatewayEvent, Mode, SpeakingFlags, State, Stats};
 
-use crate::error::{CallError, JoinError, OggError};
+use crate::error::{CallError, ConnectFailure, JoinError, OggError, TrySendError};
 use crate::runtime::{Runtime, timeout};
 use crate::source::FrameSource;
 
@@ -50,6 +50,15 @@ pub struct CallState {
     /// Whether audio can be sent now; on a DAVE call, frames wait in the
     /// queue until the first transition executes.
     pub can_send_audio: bool,
+    /// The transport encryption mode negotiated for the current session.
+    pub mode: Option<Mode>,
+    /// The bot's SSRC in the current session.
+    pub ssrc: Option<u32>,
+    /// Attempts to reach the voice server that failed (websocket not
+    /// opened, or closed during the handshake).
+    pub connect_failures: u64,
+    /// The last of those failures.
+    pub last_connect_failure: Option<ConnectFailure>,
 }
 
 impl Default for CallState {
@@ -70,6 +79,10 @@ impl CallState {
             dave_protocol_version: 0,
             privacy_code: None,
             can_send_audio: false,
+            mode: None,
+            ssrc: None,
+            connect_failures: 0,
+            last_connect_failure: None,
         }
     }
 }
@@ -108,6 +121,7 @@ pub(crate) enum Command {
     MuteDeaf(bool, bool),
     Gateway(GatewayEvent),
     StopSpeaking,
+    SpeakingFlags(SpeakingFlags),
     Play(Box<dyn FrameSource>),
     Stats(oneshot::Sender<CallStats>),
     VerificationCode(Snowflake, oneshot::Sender<Option<String>>),
@@ -132,10 +146,13 @@ impl FrameSink {
         self.tx.send(frame.into()).await.map_err(|_| CallError::DriverGone)
     }
 
-    /// Queues a frame if there is room; returns it back otherwise.
-    pub fn try_send(&self, frame: Bytes) -> Result<(), Bytes> {
-        self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
+    /// Queues a frame if there is room, without waiting. On failure the
+    /// frame comes back in the error, which tells a full queue (try later)
+    /// from a stopped driver (give up).
+    pub fn try_send(&self, frame: impl Into<Bytes>) -> Result<(), TrySendError> {
+        self.tx.try_send(frame.into()).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(f) => TrySendError::Full(f),
+            mpsc::error::TrySendError::Closed(f) => TrySendError::DriverGone(f),
         })
     }
 
@@ -189,16 +206,34 @@ impl Call {
         }
         // Only what happens from now on counts: an old disconnect may still
         // be showing while the join is on its way to the driver.
-        self.wait_state(limit, |s| {
-            if s.state == State::Connected && s.channel == Some(channel) && s.connects > start.connects {
-                return Some(Ok(()));
+        let waited = self
+            .wait_state(limit, |s| {
+                if s.state == State::Connected && s.channel == Some(channel) && s.connects > start.connects {
+                    return Some(Ok(()));
+                }
+                if s.disconnects > start.disconnects {
+                    let reason = s.last_disconnect.unwrap_or(DisconnectReason::Requested);
+                    return Some(Err(JoinError::Disconnected(reason)));
+                }
+                match &s.last_connect_failure {
+                    Some(f) if s.connect_failures > start.connect_failures && f.is_permanent() => {
+                        Some(Err(JoinError::Unreachable(f.clone())))
+                    }
+                    _ => None,
+                }
+            })
+            .await;
+        match waited {
+            // Out of time after failed attempts: say why they failed.
+            Err(JoinError::Timeout) => {
+                let s = self.state.borrow();
+                match &s.last_connect_failure {
+                    Some(f) if s.connect_failures > start.connect_failures => Err(JoinError::Unreachable(f.clone())),
+                    _ => Err(JoinError::Timeout),
+                }
             }
-            if s.disconnects > start.disconnects {
-                return Some(Err(JoinError::Disconnected(s.last_disconnect.unwrap_or(DisconnectReason::Requested))));
-            }
-            None
-        })
-        .await
+            other => other,
+        }
     }
 
     /// Waits until audio can be sent: the call is connected and, when it
@@ -267,6 +302,13 @@ impl Call {
     /// Feeds a main-gateway `VOICE_STATE_UPDATE` or `VOICE_SERVER_UPDATE`.
     pub async fn handle_gateway_event(&self, event: GatewayEvent) -> Result<(), CallError> {
         self.command(Command::Gateway(event)).await
+    }
+
+    /// Sets the speaking flags op 5 announces: microphone (the default),
+    /// soundshare, priority, or a combination. While audio flows the
+    /// change is announced at once.
+    pub async fn set_speaking_flags(&self, flags: SpeakingFlags) -> Result<(), CallError> {
+        self.command(Command::SpeakingFlags(flags)).await
     }
 
     /// Stops speaking now (five silence frames), without waiting for the
@@ -395,4 +437,23 @@ pub enum PlayError {
     /// The call is gone.
     #[error(transparent)]
     Call(#[from] CallError),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn try_send_tells_a_full_queue_from_a_stopped_driver() {
+        let (tx, rx) = mpsc::channel(1);
+        let sink = FrameSink::new(tx);
+        sink.try_send(vec![1u8]).unwrap();
+        let full = sink.try_send(&b"\x02"[..]).unwrap_err();
+        assert_eq!(full, TrySendError::Full(Bytes::from_static(b"\x02")));
+        drop(rx);
+        let gone = sink.try_send(Bytes::from_static(b"\x03")).unwrap_err();
+        assert_eq!(gone.clone().into_frame(), Bytes::from_static(b"\x03"));
+        assert!(matches!(gone, TrySendError::DriverGone(_)));
+    }
 }

@@ -7,6 +7,8 @@ use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
 use voice_proto::wire::Snowflake;
 
+use crate::error::TrustError;
+
 /// Settings shared by the calls of a [`Manager`](crate::Manager).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -102,14 +104,27 @@ impl DriverConfig {
         self.shared.connects.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(n))).clone()
     }
 
-    /// Adds the certificates of a PEM file's text to the trusted roots.
-    pub fn trust_pem(&mut self, pem: &[u8]) -> Result<usize, rustls::pki_types::pem::Error> {
+    /// Adds the certificates of a PEM file's text to the trusted roots,
+    /// returning how many were added. Text without a certificate is an
+    /// error (`NoCertificate`), not a silent no-op.
+    ///
+    /// ```
+    /// use voice_driver::{DriverConfig, TrustError};
+    /// let mut config = DriverConfig::default();
+    /// assert!(matches!(config.trust_pem(b"not a certificate"), Err(TrustError::NoCertificate)));
+    /// ```
+    pub fn trust_pem(&mut self, pem: &[u8]) -> Result<usize, TrustError> {
         use rustls::pki_types::pem::PemObject;
-        let before = self.extra_roots.len();
+        let mut added = Vec::new();
         for cert in CertificateDer::pem_slice_iter(pem) {
-            self.extra_roots.push(cert?);
+            added.push(cert?);
         }
-        Ok(self.extra_roots.len() - before)
+        if added.is_empty() {
+            return Err(TrustError::NoCertificate);
+        }
+        let n = added.len();
+        self.extra_roots.extend(added);
+        Ok(n)
     }
 }
 
@@ -145,5 +160,18 @@ mod tests {
         let c = DriverConfig { tls_config: Some(ta.clone()), ..DriverConfig::default() };
         assert!(Arc::ptr_eq(&c.tls().unwrap(), &ta));
         assert!(Arc::ptr_eq(&a.connect_limit(), &b.connect_limit()));
+    }
+
+    #[test]
+    fn trust_pem_counts_certificates_and_refuses_text_without_one() {
+        let mut c = DriverConfig::default();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let pem = cert.cert.pem();
+        assert_eq!(c.trust_pem(format!("{pem}{pem}").as_bytes()).unwrap(), 2);
+        assert_eq!(c.extra_roots.len(), 2);
+        let key_only = cert.signing_key.serialize_pem();
+        assert!(matches!(c.trust_pem(key_only.as_bytes()), Err(TrustError::NoCertificate)));
+        assert!(matches!(c.trust_pem(b""), Err(TrustError::NoCertificate)));
+        assert_eq!(c.extra_roots.len(), 2, "a refused text adds nothing");
     }
 }

@@ -16,9 +16,12 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 use voice_proto::wire::{WsFrame, WsMessage};
-use voice_proto::{Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoicePacket, WsTarget};
+use voice_proto::{
+    Datagram, Event, GatewayEvent, Output, State, UpdateVoiceState, VoiceConnection, VoicePacket, WsTarget,
+};
 
 use crate::call::{CallState, CallStats, Command, ReceivedAudio};
+use crate::error::ConnectFailure;
 use crate::pacing::Pacer;
 use crate::source::FrameSource;
 
@@ -87,7 +90,7 @@ pub struct CallCore {
     awaiting_e2ee: bool,
     deadline: Option<Instant>,
     /// What was last published to the handles (cheap to compare).
-    published: Option<Published>,
+    published: Option<(Published, Option<String>)>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     out: Vec<u8>,
     out_len: usize,
@@ -281,6 +284,7 @@ impl CallCore {
                 self.source = None;
                 self.conn.stop_speaking(now);
             }
+            Command::SpeakingFlags(f) => self.conn.set_speaking_flags(f, now),
             Command::Play(source) => self.play_source(source),
             Command::VerificationCode(user, tx) => {
                 let _ = tx.send(self.conn.verification_code(user));
@@ -334,15 +338,31 @@ impl CallCore {
         self.conn.handle_ws_open(now);
     }
 
-    /// The websocket did not open.
-    pub fn handle_ws_failed(&mut self, now: Instant) {
+    /// The websocket did not open, for `why` (published in
+    /// [`CallState::last_connect_failure`]).
+    pub fn handle_ws_failed(&mut self, why: ConnectFailure, now: Instant) {
         self.stats.ws_connect_failures += 1;
+        self.connect_failed(why);
         self.conn.handle_ws_close(None, now);
     }
 
     /// The websocket closed (with the server's code, if any) or broke.
     pub fn handle_ws_close(&mut self, code: Option<u16>, now: Instant) {
+        if matches!(
+            self.conn.state(),
+            State::Connecting | State::Identifying | State::Discovering | State::SelectingProtocol | State::Resuming
+        ) {
+            // Closed before the session was established: a failed attempt.
+            self.connect_failed(ConnectFailure::Closed(code));
+        }
         self.conn.handle_ws_close(code, now);
+    }
+
+    fn connect_failed(&mut self, why: ConnectFailure) {
+        self.ch.state.send_modify(|s| {
+            s.connect_failures += 1;
+            s.last_connect_failure = Some(why);
+        });
     }
 
     /// A websocket message arrived.
@@ -425,24 +445,34 @@ impl CallCore {
 
     fn publish(&mut self) {
         let c = &self.conn;
-        let (state, channel, dave, can_send) = (c.state(), c.channel(), c.dave_protocol_version(), c.can_send_audio());
+        let key = Published {
+            state: c.state(),
+            channel: c.channel(),
+            dave: c.dave_protocol_version(),
+            can_send: c.can_send_audio(),
+            mode: c.mode(),
+            ssrc: c.ssrc(),
+        };
         let code = c.voice_privacy_code();
         // Most drains change none of it: skip the watch's lock then.
-        let key = (state, channel, dave, can_send);
         if self.published.as_ref().is_some_and(|(k, c)| *k == key && c.as_deref() == code) {
             return;
         }
         self.published = Some((key, code.map(str::to_owned)));
         self.ch.state.send_if_modified(|s| {
-            let changed = s.state != state
-                || s.channel != channel
-                || s.dave_protocol_version != dave
-                || s.can_send_audio != can_send
+            let changed = s.state != key.state
+                || s.channel != key.channel
+                || s.dave_protocol_version != key.dave
+                || s.can_send_audio != key.can_send
+                || s.mode != key.mode
+                || s.ssrc != key.ssrc
                 || s.privacy_code.as_deref() != code;
-            s.state = state;
-            s.channel = channel;
-            s.dave_protocol_version = dave;
-            s.can_send_audio = can_send;
+            s.state = key.state;
+            s.channel = key.channel;
+            s.dave_protocol_version = key.dave;
+            s.can_send_audio = key.can_send;
+            s.mode = key.mode;
+            s.ssrc = key.ssrc;
             if s.privacy_code.as_deref() != code {
                 s.privacy_code = code.map(str::to_owned);
             }
@@ -451,9 +481,17 @@ impl CallCore {
     }
 }
 
-/// The published state, compared before the watch is touched: state,
-/// channel, DAVE version, whether audio can be sent, and the privacy code.
-type Published = ((voice_proto::State, Option<voice_proto::wire::Snowflake>, u16, bool), Option<String>);
+/// The published state, compared before the watch is touched (the privacy
+/// code beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Published {
+    state: State,
+    channel: Option<voice_proto::wire::Snowflake>,
+    dave: u16,
+    can_send: bool,
+    mode: Option<voice_proto::Mode>,
+    ssrc: Option<u32>,
+}
 
 /// Hands a received packet to the application: its Opus is copied into the
 /// arena (one allocation per arena block, not per packet).

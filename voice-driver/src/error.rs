@@ -21,6 +21,51 @@ pub enum JoinError {
     /// A socket could not be opened.
     #[error("socket: {0}")]
     Io(String),
+    /// The voice server could not be reached: the websocket did not open
+    /// or closed during the handshake. Returned at once for a failure that
+    /// retrying cannot fix (a TLS or certificate error, a bad host, an
+    /// HTTP refusal of the upgrade), else when the join timeout passes
+    /// after failed attempts (the last failure given).
+    #[error("voice server unreachable: {0}")]
+    Unreachable(ConnectFailure),
+}
+
+/// Why an attempt to reach the voice server failed, as
+/// [`CallState::last_connect_failure`](crate::CallState::last_connect_failure)
+/// and [`JoinError::Unreachable`] report it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// The server refused the TCP connection (nothing listens there).
+    #[error("connection refused")]
+    Refused,
+    /// TLS failed: an untrusted or invalid certificate, or a handshake
+    /// error (rustls' message).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The endpoint's host is not a valid server name.
+    #[error("bad host {0:?}")]
+    BadHost(String),
+    /// The server answered the websocket upgrade with this HTTP status.
+    #[error("websocket upgrade refused with HTTP {0}")]
+    Rejected(u16),
+    /// Opening (TCP, TLS, upgrade) took longer than the configured limit.
+    #[error("timed out")]
+    Timeout,
+    /// The websocket opened and then closed before the session was
+    /// established, with the server's close code if it sent one.
+    #[error("closed during the handshake (code {0:?})")]
+    Closed(Option<u16>),
+    /// Another socket or websocket error (its message).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ConnectFailure {
+    /// Whether retrying cannot help: TLS, a bad host, or a refused upgrade.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ConnectFailure::Tls(_) | ConnectFailure::BadHost(_) | ConnectFailure::Rejected(_))
+    }
 }
 
 /// A call command could not be delivered.
@@ -48,6 +93,65 @@ pub enum ConnectError {
     /// Opening took too long.
     #[error("websocket connect timed out")]
     Timeout,
+}
+
+impl ConnectError {
+    /// What the application is told about this failure.
+    pub fn failure(&self) -> ConnectFailure {
+        use async_tungstenite::tungstenite::Error as WsError;
+        match self {
+            ConnectError::BadHost(h) => ConnectFailure::BadHost(h.clone()),
+            ConnectError::Timeout => ConnectFailure::Timeout,
+            ConnectError::Io(e) | ConnectError::Ws(WsError::Io(e)) => io_failure(e),
+            ConnectError::Ws(WsError::Http(r)) => ConnectFailure::Rejected(r.status().as_u16()),
+            ConnectError::Ws(e) => ConnectFailure::Other(e.to_string()),
+        }
+    }
+}
+
+fn io_failure(e: &std::io::Error) -> ConnectFailure {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        return ConnectFailure::Refused;
+    }
+    // futures-rustls reports handshake failures as an io::Error around
+    // the rustls error.
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(tls) => ConnectFailure::Tls(tls.to_string()),
+        None => ConnectFailure::Other(e.to_string()),
+    }
+}
+
+/// A frame could not be queued without waiting; the frame comes back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The queue is full: try again after a frame has gone out.
+    #[error("the frame queue is full")]
+    Full(bytes::Bytes),
+    /// The call's driver has stopped: no frame will go out.
+    #[error("the call's driver has stopped")]
+    DriverGone(bytes::Bytes),
+}
+
+impl TrySendError {
+    /// The frame that was not queued.
+    pub fn into_frame(self) -> bytes::Bytes {
+        match self {
+            TrySendError::Full(f) | TrySendError::DriverGone(f) => f,
+        }
+    }
+}
+
+/// Certificates could not be added to the trusted roots.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// The PEM text is malformed.
+    #[error("PEM: {0}")]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    /// The PEM text holds no certificate (a key or an empty file, say).
+    #[error("no certificate in the PEM text")]
+    NoCertificate,
 }
 
 /// An Ogg Opus file could not be read or written.

@@ -29,12 +29,17 @@ mod task;
 mod wheel;
 mod ws;
 
+pub use bytes::Bytes;
 pub use call::{Call, CallState, CallStats, FrameSink, PlayError, ReceivedAudio};
 pub use config::DriverConfig;
 pub use core::{CallCore, Channels, Io};
-pub use error::{CallError, ConnectError, JoinError, OggError};
+pub use error::{CallError, ConnectError, ConnectFailure, JoinError, OggError, TrustError, TrySendError};
 pub use gateway::MainGateway;
 pub use manager::{Manager, connect};
 pub use runtime::Runtime;
 pub use source::{FrameSource, IterSource, Looped};
-pub use voice_proto::{ConnectionInfo, DisconnectReason, Event, GatewayEvent, State, UpdateVoiceState};
+pub use voice_proto::wire::{Snowflake, Token};
+pub use voice_proto::{
+    ConnectionInfo, DisconnectReason, Event, GatewayEvent, Mode, SpeakingFlags, State, Stats, UpdateVoiceState,
+    VoiceServerUpdate, VoiceStateUpdate,
+};

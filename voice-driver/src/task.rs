@@ -267,7 +267,7 @@ impl CallTask {
                 }
                 Err(e) => {
                     tracing::info!(error = %e, "voice websocket did not open");
-                    g.core.handle_ws_failed(now);
+                    g.core.handle_ws_failed(e.failure(), now);
                 }
             },
             Input::Ws(m) => self.ws_message(g, m, now),

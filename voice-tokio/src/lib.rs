@@ -70,6 +70,28 @@ impl std::ops::Deref for Manager {
 /// Connects with credentials in hand, without a main gateway (for bot
 /// frameworks and audio nodes that run their own); see
 /// [`voice_driver::connect`]. Resolves when connected.
+///
+/// Everything it takes is re-exported here; no other crate is needed:
+///
+/// ```no_run
+/// use voice_tokio::{Bytes, ConnectionInfo, DriverConfig, Snowflake, SpeakingFlags, Token};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let info = ConnectionInfo {
+///     guild_id: Snowflake(1),
+///     channel_id: Snowflake(2),
+///     user_id: Snowflake(3),
+///     session_id: "from VOICE_STATE_UPDATE".into(),
+///     token: Token::new("from VOICE_SERVER_UPDATE"),
+///     endpoint: "c-ams1-1234.discord.media:443".into(),
+/// };
+/// let call = voice_tokio::connect(info, DriverConfig::default()).await?;
+/// let state = call.state();
+/// println!("connected: {:?} as SSRC {:?}", state.mode, state.ssrc);
+/// call.set_speaking_flags(SpeakingFlags::PRIORITY).await?;
+/// call.frame_sink().send(Bytes::from_static(&[0xF8, 0xFF, 0xFE])).await?;
+/// # Ok(()) }
+/// ```
 pub async fn connect(info: ConnectionInfo, config: DriverConfig) -> Result<Call, JoinError> {
     voice_driver::connect(Arc::new(TokioRuntime), info, config).await
 }

@@ -54,6 +54,7 @@ suite! {
         an_endpoint_move_mid_stream_reconnects_fresh,
         leave_sends_five_silence_frames_then_op4_null,
         join_fails_with_a_typed_error_instead_of_hanging,
+        an_unreachable_voice_server_is_reported_with_its_reason,
         play_resolves_once_the_last_frame_went_out_at_the_paced_rate,
         manager_join_waits_for_a_move_and_replaces_a_closed_call,
         a_ghost_voice_state_reaches_the_application_through_the_manager,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use voice_driver::ogg::{OggOpusWriter, read_ogg_opus};
-use voice_driver::{Event, GatewayEvent, JoinError, Manager, State};
+use voice_driver::{ConnectFailure, DriverConfig, Event, GatewayEvent, JoinError, Manager, Mode, SpeakingFlags, State};
 use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, VoiceServerUpdate, VoiceStateUpdate};
@@ -22,6 +22,14 @@ pub async fn join_play_record_round_trip(rt: Rt) {
     let call_a = joined(&a, CHANNEL).await;
     let call_b = b.manager.get(GUILD).unwrap();
     assert_eq!(a.op4.lock().unwrap()[0].channel_id, Some(CHANNEL), "join went through the main gateway");
+
+    // The session's mode and SSRC are in the state; the SSRC is the one
+    // the listener hears the audio from.
+    let state_a = call_a.state();
+    assert_eq!(state_a.mode, Some(Mode::Aes256GcmRtpSize));
+    let ssrc_a = state_a.ssrc.expect("an SSRC once connected");
+    let mut events_b = call_b.take_events().unwrap();
+    call_a.set_speaking_flags(SpeakingFlags::SOUNDSHARE).await.unwrap();
 
     let sample = std::fs::read(SAMPLE).unwrap();
     let packets = read_ogg_opus(&sample).unwrap();
@@ -43,7 +51,16 @@ pub async fn join_play_record_round_trip(rt: Rt) {
         receiver_counters(&call_b.stats().await.unwrap()),
         server_counters(&server)
     );
-    assert!(got.iter().all(|p| p.user_id == Snowflake(10)));
+    assert!(got.iter().all(|p| p.user_id == Snowflake(10) && p.ssrc == ssrc_a));
+    // (The server may introduce a speaker it has not heard from as a
+    // microphone first.)
+    let mut flags = Vec::new();
+    while let Ok(e) = events_b.try_recv() {
+        if let Event::Speaking { user_id: Snowflake(10), flags: f, .. } = e {
+            flags.push(f);
+        }
+    }
+    assert!(flags.contains(&SpeakingFlags::SOUNDSHARE.bits()), "the listener saw the player's flags: {flags:?}");
 
     // Record as the example does and read it back.
     let mut w = OggOpusWriter::new(Vec::new(), 1).unwrap();
@@ -189,6 +206,29 @@ pub async fn join_fails_with_a_typed_error_instead_of_hanging(rt: Rt) {
     let b = bot(&rt, &server, 30);
     let err = b.manager.join(GUILD, CHANNEL).await.unwrap_err();
     assert_eq!(err, JoinError::Disconnected(DisconnectReason::E2eeRequired));
+}
+
+pub async fn an_unreachable_voice_server_is_reported_with_its_reason(rt: Rt) {
+    let server = Mock::start().await;
+    // A certificate nobody trusts: reported at once, not at the timeout.
+    let mut untrusting = DriverConfig::default();
+    untrusting.join_timeout = Duration::from_secs(8);
+    let info = server.join_wss(GUILD, CHANNEL, Snowflake(40));
+    let started = rt.now();
+    let err = voice_driver::connect(rt.runtime(), info, untrusting).await.unwrap_err();
+    assert!(matches!(&err, JoinError::Unreachable(ConnectFailure::Tls(m)) if m.contains("certificate")), "{err:?}");
+    assert!(rt.now() - started < Duration::from_secs(4), "a permanent failure does not wait out the join timeout");
+
+    // Nothing listens: the attempts are retried, then the timeout says why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut config = driver_config(&server);
+    config.join_timeout = Duration::from_millis(1500);
+    let mut info = server.join_wss(GUILD, CHANNEL, Snowflake(41));
+    info.endpoint = format!("127.0.0.1:{port}");
+    let err = voice_driver::connect(rt.runtime(), info, config).await.unwrap_err();
+    assert_eq!(err, JoinError::Unreachable(ConnectFailure::Refused));
 }
 
 pub async fn play_resolves_once_the_last_frame_went_out_at_the_paced_rate(rt: Rt) {
