@@ -21,6 +21,10 @@ pub enum JoinError {
     /// A socket could not be opened.
     #[error("socket: {0}")]
     Io(String),
+    /// The bot's main gateway has not started yet (its user id is not
+    /// known), so no call can join.
+    #[error("the main gateway has not started")]
+    GatewayNotReady,
     /// The voice server could not be reached: the websocket did not open
     /// or closed during the handshake. Returned at once for a failure that
     /// retrying cannot fix (a TLS or certificate error, a bad host, an

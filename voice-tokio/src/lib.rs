@@ -34,6 +34,10 @@
 //! [`CallState`] carries the DAVE version and the voice privacy code.
 
 mod seam;
+#[cfg(feature = "serenity")]
+pub mod serenity;
+#[cfg(feature = "twilight")]
+pub mod twilight;
 
 use std::sync::Arc;
 
