@@ -124,6 +124,7 @@ pub(crate) enum Command {
     SpeakingFlags(SpeakingFlags),
     Play(Box<dyn FrameSource>),
     Stats(oneshot::Sender<CallStats>),
+    Snapshot(oneshot::Sender<crate::snapshot::CallSnapshot>),
     VerificationCode(Snowflake, oneshot::Sender<Option<String>>),
     Flush(oneshot::Sender<()>),
     Close,
@@ -399,6 +400,29 @@ impl Call {
     /// Takes the stream of received audio (once; later calls get `None`).
     pub fn take_audio(&self) -> Option<mpsc::Receiver<ReceivedAudio>> {
         self.audio.lock().ok()?.take()
+    }
+
+    /// Everything a dashboard shows, taken at once: state, mode, SSRC,
+    /// DAVE version and privacy code, endpoint, heartbeat round trip,
+    /// counters (RTCP included), loss and jitter per user, and the last
+    /// reconnections with their reasons and outcomes.
+    ///
+    /// ```no_run
+    /// # async fn show(call: voice_driver::Call) -> Result<(), voice_driver::CallError> {
+    /// let s = call.snapshot().await?;
+    /// println!("{:?} via {:?}, rtt {:?}", s.state.state, s.endpoint, s.heartbeat_rtt);
+    /// for u in &s.users {
+    ///     println!("user {}: {} packets, {} lost, jitter {:?}", u.user_id, u.received, u.lost, u.jitter);
+    /// }
+    /// if let Some(remote) = s.stats.proto.rtcp.remote {
+    ///     println!("the server lost {}/256 of ours, round trip {:?}", remote.fraction_lost, remote.rtt);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn snapshot(&self) -> Result<crate::snapshot::CallSnapshot, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Snapshot(tx)).await?;
+        rx.await.map_err(|_| CallError::DriverGone)
     }
 
     /// The call's counters.

@@ -23,6 +23,7 @@ use voice_proto::{
 use crate::call::{CallState, CallStats, Command, ReceivedAudio};
 use crate::error::ConnectFailure;
 use crate::pacing::Pacer;
+use crate::snapshot::{CallSnapshot, History};
 use crate::source::FrameSource;
 
 /// Received Opus is copied into this arena and handed out as `Bytes`
@@ -91,6 +92,8 @@ pub struct CallCore {
     deadline: Option<Instant>,
     /// What was last published to the handles (cheap to compare).
     published: Option<(Published, Option<String>)>,
+    /// The last reconnections, for snapshots.
+    history: History,
     flush_waiters: Vec<oneshot::Sender<()>>,
     out: Vec<u8>,
     out_len: usize,
@@ -111,6 +114,7 @@ impl CallCore {
             awaiting_e2ee: false,
             deadline: None,
             published: None,
+            history: History::default(),
             flush_waiters: Vec::new(),
             // Grows to the largest datagram once; an audio packet is ~200 B.
             out: Vec::with_capacity(256),
@@ -292,6 +296,9 @@ impl CallCore {
             Command::Stats(tx) => {
                 let _ = tx.send(self.stats());
             }
+            Command::Snapshot(tx) => {
+                let _ = tx.send(self.snapshot());
+            }
             Command::Flush(tx) => self.add_flush_waiter(tx),
             Command::Close => self.conn.close(now),
         }
@@ -316,6 +323,19 @@ impl CallCore {
         s.proto = self.conn.stats().clone();
         s.slots_skipped = self.pacer.skipped();
         s
+    }
+
+    /// Everything a dashboard shows about the call, now.
+    pub fn snapshot(&self) -> CallSnapshot {
+        CallSnapshot {
+            guild_id: self.conn.config().guild_id,
+            state: self.ch.state.borrow().clone(),
+            endpoint: self.conn.endpoint().map(str::to_owned),
+            heartbeat_rtt: self.conn.stats().heartbeat_rtt,
+            stats: self.stats(),
+            users: self.conn.sources().collect(),
+            reconnections: self.history.to_vec(),
+        }
     }
 
     /// Feeds a main-gateway voice dispatch.
@@ -430,6 +450,7 @@ impl CallCore {
     }
 
     fn event(&mut self, e: Event) {
+        self.history.on_event(&e);
         self.ch.state.send_modify(|s| match &e {
             Event::Connected { .. } => s.connects += 1,
             Event::Disconnected { reason } => {

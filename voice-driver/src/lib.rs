@@ -24,6 +24,7 @@ mod manager;
 pub mod ogg;
 pub mod pacing;
 pub mod runtime;
+mod snapshot;
 mod source;
 mod task;
 mod wheel;
@@ -37,9 +38,10 @@ pub use error::{CallError, ConnectError, ConnectFailure, JoinError, OggError, Tr
 pub use gateway::MainGateway;
 pub use manager::{Manager, connect};
 pub use runtime::Runtime;
+pub use snapshot::{CallSnapshot, ReconnectOutcome, Reconnection};
 pub use source::{FrameSource, IterSource, Looped};
 pub use voice_proto::wire::{Snowflake, Token};
 pub use voice_proto::{
-    ConnectionInfo, DisconnectReason, Event, GatewayEvent, Mode, SpeakingFlags, State, Stats, UpdateVoiceState,
-    VoiceServerUpdate, VoiceStateUpdate,
+    ConnectionInfo, DisconnectReason, Event, GatewayEvent, Mode, ReconnectReason, RemoteReport, RtcpStats, SourceStats,
+    SpeakingFlags, State, Stats, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate,
 };

@@ -79,6 +79,9 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Failed reconnect attempts in a row before giving up.
     pub max_reconnect_attempts: u32,
+    /// How often to send an RTCP report while a session is up (`None`:
+    /// never; the server's reports are read either way).
+    pub rtcp_interval: Option<Duration>,
     /// The flags announced in op 5 when audio starts (microphone unless
     /// set; see [`VoiceConnection::set_speaking_flags`](crate::VoiceConnection::set_speaking_flags)).
     pub speaking_flags: SpeakingFlags,
@@ -124,6 +127,7 @@ impl Config {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_reconnect_attempts: 6,
+            rtcp_interval: Some(Duration::from_secs(5)),
             speaking_flags: SpeakingFlags::MICROPHONE,
             speaking_idle: Duration::from_millis(100),
             max_queued_outputs: 1024,

@@ -72,7 +72,7 @@ pub use error::{DatagramError, E2eeError, SendError, WsError};
 pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate, WsTarget};
 pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason};
 pub use speaking::SpeakingFlags;
-pub use stats::{DaveStats, Stats};
+pub use stats::{DaveStats, RemoteReport, RtcpStats, SourceStats, Stats};
 pub use voice_rtp::Mode;
 
 #[cfg(any(test, feature = "fuzzing"))]

@@ -84,6 +84,8 @@ pub enum TimeoutReason {
     MoveWait,
     /// The oldest frame held for its end-to-end key expires.
     DaveHold,
+    /// The next RTCP report.
+    RtcpReport,
 }
 
 /// Why the connection is reconnecting.

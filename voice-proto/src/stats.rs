@@ -64,6 +64,59 @@ pub struct Stats {
     pub users_dropped: u64,
     /// End-to-end encryption (DAVE).
     pub dave: DaveStats,
+    /// RTCP reports sent and read.
+    pub rtcp: RtcpStats,
+}
+
+/// RTCP reports sent and read (RFC 3550 §6.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RtcpStats {
+    /// Reports sent (a sender report while sending, else a receiver report).
+    pub reports_sent: u64,
+    /// Sender reports read from the server.
+    pub sender_reports_read: u64,
+    /// Receiver reports read from the server.
+    pub receiver_reports_read: u64,
+    /// Reports that opened but did not parse.
+    pub malformed: u64,
+    /// The server's last report block about our stream.
+    pub remote: Option<RemoteReport>,
+}
+
+/// What the server's last report block said about the stream we send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteReport {
+    /// Fraction of our packets lost in its last interval, in 1/256.
+    pub fraction_lost: u8,
+    /// Our packets it counts as lost in all.
+    pub cumulative_lost: i32,
+    /// Interarrival jitter of our packets as it measured them.
+    pub jitter: Duration,
+    /// Round trip from our last sender report (RFC 3550 §6.4.1: arrival
+    /// minus its LSR and DLSR); `None` before it echoed one.
+    pub rtt: Option<Duration>,
+}
+
+/// Reception statistics of one remote source (RFC 3550 appendix A.3, A.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceStats {
+    /// The source.
+    pub ssrc: u32,
+    /// Its user.
+    pub user_id: crate::wire::Snowflake,
+    /// Packets received (duplicates included, as RFC 3550 counts them).
+    pub received: u64,
+    /// Packets expected but not received, in all (negative with duplicates).
+    pub lost: i64,
+    /// Fraction lost in the last report interval, in 1/256.
+    pub fraction_lost: u8,
+    /// Interarrival jitter.
+    pub jitter: Duration,
+    /// Extended highest sequence number received.
+    pub highest_sequence: u32,
 }
 
 /// What end-to-end encryption (DAVE) did, refused and dropped.

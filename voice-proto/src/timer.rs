@@ -6,7 +6,7 @@ use std::time::Instant;
 pub(crate) use crate::output::TimeoutReason as Timer;
 
 /// Every timer, in the order expired timers are handled.
-pub(crate) const ALL: [Timer; 11] = [
+pub(crate) const ALL: [Timer; 12] = [
     Timer::MoveWait,
     Timer::VoiceInfo,
     Timer::WsOpen,
@@ -18,12 +18,13 @@ pub(crate) const ALL: [Timer; 11] = [
     Timer::SpeakingIdle,
     Timer::Silence,
     Timer::DaveHold,
+    Timer::RtcpReport,
 ];
 
 /// Deadlines by timer (`Idle` is never armed).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Timers {
-    at: [Option<Instant>; 12],
+    at: [Option<Instant>; 13],
 }
 
 impl Timers {

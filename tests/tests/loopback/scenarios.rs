@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use voice_driver::ogg::{OggOpusWriter, read_ogg_opus};
-use voice_driver::{ConnectFailure, DriverConfig, Event, GatewayEvent, JoinError, Manager, Mode, SpeakingFlags, State};
+use voice_driver::{
+    ConnectFailure, DriverConfig, Event, GatewayEvent, JoinError, Manager, Mode, ReconnectOutcome, ReconnectReason,
+    Reconnection, SpeakingFlags, State,
+};
 use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, VoiceServerUpdate, VoiceStateUpdate};
@@ -74,6 +77,18 @@ pub async fn join_play_record_round_trip(rt: Rt) {
     assert_eq!(stats.frames_sent, n as u64);
     assert_eq!(stats.frames_dropped_not_ready, 0);
     assert_eq!(call_b.stats().await.unwrap().proto.decrypt_failures, 0);
+
+    // The listener's dashboard: the player as a user heard without loss,
+    // the session's endpoint and mode, a heartbeat round trip.
+    let snap = call_b.snapshot().await.unwrap();
+    assert_eq!(snap.guild_id, GUILD);
+    assert_eq!(snap.endpoint.as_deref(), Some(server.wss_endpoint().as_str()));
+    assert_eq!(snap.state.mode, Some(Mode::Aes256GcmRtpSize));
+    assert!(snap.heartbeat_rtt.is_some(), "heartbeats every second were acknowledged");
+    let player = snap.users.iter().find(|u| u.user_id == Snowflake(10)).expect("the player heard");
+    assert_eq!((player.ssrc, player.received, player.lost), (ssrc_a, got.len() as u64, 0));
+    assert!(snap.reconnections.is_empty());
+    assert_eq!(snap.stats.proto.packets_received, snap.users.iter().map(|u| u.received).sum::<u64>());
     call_a.close().await.unwrap();
     call_b.close().await.unwrap();
 }
@@ -101,6 +116,10 @@ pub async fn a_4015_close_mid_stream_resumes_without_loss_beyond_the_outage(rt: 
     assert!(saw.iter().any(|e| matches!(e, Event::Resumed)), "{saw:?}");
     let stats = call_a.stats().await.unwrap();
     assert_eq!(stats.proto.resumes, 1);
+    let history = call_a.snapshot().await.unwrap().reconnections;
+    let resumed =
+        |r: &Reconnection| r.reason == ReconnectReason::Closed(Some(4015)) && r.outcome == ReconnectOutcome::Resumed;
+    assert!(matches!(history.as_slice(), [r] if resumed(r)), "{history:?}");
     // The UDP path and keys carry over a resume, so audio keeps flowing:
     // nothing is lost at all on loopback.
     let voice = voice_only(&got);

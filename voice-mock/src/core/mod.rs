@@ -67,6 +67,8 @@ pub struct MockServer {
     pub(crate) config: ServerConfig,
     pub(crate) rng: fastrand::Rng,
     pub(crate) now: Instant,
+    /// When the server started (its RTCP clock's zero).
+    pub(crate) epoch: Instant,
     pub(crate) next_conn: u64,
     pub(crate) next_session: u64,
     pub(crate) next_ssrc: u32,
@@ -109,6 +111,7 @@ impl MockServer {
             config,
             rng,
             now,
+            epoch: now,
             next_conn: 1,
             next_session: 1,
             next_ssrc,

@@ -51,6 +51,8 @@ pub struct UserStats {
     pub rtp_out_dropped: u64,
     /// RTCP packets received from this user.
     pub rtcp_in: u64,
+    /// Of those, reports that opened with the session key and parsed.
+    pub rtcp_reports: u64,
     /// Keepalives received from this user.
     pub keepalives: u64,
     /// IP discovery requests answered.
@@ -103,6 +105,12 @@ pub struct ServerStats {
     pub keepalives: u64,
     /// RTCP packets received.
     pub rtcp_in: u64,
+    /// RTCP packets that failed to open with the sender's session key.
+    pub rtcp_decrypt_failures: u64,
+    /// RTCP packets that opened but were not reports from their sender.
+    pub rtcp_malformed: u64,
+    /// RTCP answers sent.
+    pub rtcp_out: u64,
     /// RTP packets forwarded (sent).
     pub rtp_forwarded: u64,
     /// Datagrams dropped by the loss fault.

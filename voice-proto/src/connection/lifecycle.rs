@@ -30,7 +30,14 @@ impl VoiceConnection {
         self.users.clear();
         // DAVE belongs to the voice session: a fresh connection starts over.
         self.reset_dave();
-        for t in [Timer::Discovery, Timer::Keepalive, Timer::Silence, Timer::SpeakingIdle, Timer::DaveHold] {
+        for t in [
+            Timer::Discovery,
+            Timer::Keepalive,
+            Timer::Silence,
+            Timer::SpeakingIdle,
+            Timer::DaveHold,
+            Timer::RtcpReport,
+        ] {
             self.timers.stop(t);
         }
     }

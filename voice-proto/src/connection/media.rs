@@ -74,6 +74,12 @@ impl Sender {
         Ok(out.len())
     }
 
+    /// Seals an RTCP packet with the session's key and nonce counter (one
+    /// counter for RTP and RTCP: no nonce repeats).
+    pub(crate) fn seal_rtcp(&mut self, packet: &mut Vec<u8>) -> Result<(), voice_rtp::Error> {
+        self.sealer.seal_rtcp(packet)
+    }
+
     /// Sequence number and timestamp of the next packet.
     pub(crate) fn next_position(&self) -> (u16, u32) {
         (self.sequence, self.timestamp)

@@ -11,6 +11,7 @@ mod dave;
 mod lifecycle;
 mod main_gateway;
 mod media;
+mod rtcp;
 mod udp;
 mod ws;
 
@@ -133,6 +134,7 @@ pub struct VoiceConnection {
     pub(crate) link: Option<Link>,
     pub(crate) transform: FrameTransform,
     pub(crate) users: HashMap<u32, Snowflake>,
+    pub(crate) reception: rtcp::Reception,
 }
 
 impl core::fmt::Debug for VoiceConnection {
@@ -178,6 +180,7 @@ impl VoiceConnection {
             link: None,
             transform,
             users: HashMap::new(),
+            reception: rtcp::Reception::default(),
         }
     }
 
@@ -199,6 +202,12 @@ impl VoiceConnection {
     /// The channel the connection is in or joining.
     pub fn channel(&self) -> Option<Snowflake> {
         self.channel
+    }
+
+    /// The voice server endpoint (`host:port`) of the current session, or
+    /// the one being connected to.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.connected_to.as_ref().map(|(e, _)| e.as_str()).or(self.info.endpoint.as_deref())
     }
 
     /// The user behind an SSRC, as Speaking messages told.
@@ -287,6 +296,7 @@ impl VoiceConnection {
             Timer::Reconnect => self.on_reconnect_timer(now),
             Timer::MoveWait => self.on_move_wait_timeout(now),
             Timer::DaveHold => self.expire_held(now),
+            Timer::RtcpReport => self.on_rtcp_timer(now),
             _ => {}
         }
     }

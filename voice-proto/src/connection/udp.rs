@@ -144,10 +144,11 @@ impl VoiceConnection {
                     self.stats.not_ready_drops += 1;
                     return Err(DatagramError::NotReady);
                 };
-                // Reports are authenticated and otherwise unused (PROTOCOL.md
-                // §3.6: a bot may ignore RTCP).
-                sender.cipher().open_rtcp(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
+                // Authenticated, then read (PROTOCOL.md §3.6).
+                let body = sender.cipher().open_rtcp(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?.len();
                 self.stats.rtcp_received += 1;
+                let plain = voice_rtp::RTCP_CLEAR_LEN + body;
+                self.read_rtcp(&buf[..plain], now);
                 Ok(Datagram::Consumed)
             }
             DatagramKind::Rtp => self.receive_rtp(buf, now),
@@ -178,6 +179,7 @@ impl VoiceConnection {
         let opened = sender.cipher().open(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
         self.stats.bytes_received += len as u64;
         let h = opened.header;
+        self.count_received(ssrc, user_id, h.sequence, h.timestamp, now);
         // Transport decryption removed the extension body and the padding:
         // what is left is the (DAVE) frame.
         let meta = FrameMeta { ssrc, user: user_id, sequence: h.sequence, timestamp: h.timestamp };

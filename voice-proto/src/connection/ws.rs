@@ -172,6 +172,7 @@ impl VoiceConnection {
             return;
         }
         self.users.insert(s.ssrc, user_id);
+        self.expect_source(s.ssrc, user_id);
         self.event(Event::Speaking { user_id, ssrc: s.ssrc, flags: s.speaking });
     }
 
@@ -235,6 +236,7 @@ impl VoiceConnection {
         link.mode = mode;
         link.sender = Some(super::media::Sender::new(mode, &sd.secret_key, seq, ts, nonce));
         let ssrc = link.ssrc;
+        self.start_reports(now);
         self.state = State::Connected;
         self.auth_failures = 0;
         self.finish_handshake_if_done();

@@ -7,7 +7,7 @@
 mod report;
 mod sdes_bye;
 
-pub use report::{ReceiverReport, ReportBlock, SenderInfo, SenderReport, build_receiver_report};
+pub use report::{ReceiverReport, ReportBlock, SenderInfo, SenderReport, build_receiver_report, build_sender_report};
 pub use sdes_bye::{Bye, Sdes, SdesChunk, SdesItem};
 
 use crate::error::need;

@@ -143,3 +143,59 @@ pub fn build_receiver_report(ssrc: u32, blocks: &[ReportBlock], out: &mut Vec<u8
     }
     Ok(out.len() - start)
 }
+
+/// Appends a sender report from `ssrc` with `info` and `blocks` (at most
+/// 31) to `out`.
+pub fn build_sender_report(ssrc: u32, info: &SenderInfo, blocks: &[ReportBlock], out: &mut Vec<u8>) -> Result<usize> {
+    if blocks.len() > 31 {
+        return Err(Error::OutOfRange("more than 31 report blocks"));
+    }
+    let words = 6 + blocks.len() * BLOCK_LEN / 4;
+    let start = out.len();
+    out.push(0x80 | blocks.len() as u8);
+    out.push(PacketType::SenderReport.as_u8());
+    out.extend_from_slice(&(words as u16).to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.extend_from_slice(&info.ntp_timestamp.to_be_bytes());
+    for v in [info.rtp_timestamp, info.packet_count, info.octet_count] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    for b in blocks {
+        b.write(out);
+    }
+    Ok(out.len() - start)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::{Rtcp, compound};
+    use super::*;
+
+    #[test]
+    fn a_built_sender_report_parses_back() {
+        let info =
+            SenderInfo { ntp_timestamp: 0xE000_0001_8000_0000, rtp_timestamp: 960, packet_count: 7, octet_count: 700 };
+        let block = ReportBlock {
+            ssrc: 9,
+            fraction_lost: 25,
+            cumulative_lost: -3,
+            highest_sequence: 0x1_0005,
+            jitter: 48,
+            last_sr: 0x0001_8000,
+            delay_since_last_sr: 65536,
+        };
+        let mut out = Vec::new();
+        let n = build_sender_report(42, &info, &[block], &mut out).unwrap();
+        assert_eq!(n, 52);
+        build_receiver_report(42, &[], &mut out).unwrap();
+        let packets: Vec<_> = compound(&out).collect();
+        assert_eq!(packets.len(), 2);
+        let Rtcp::SenderReport(sr) = packets[0].as_ref().unwrap().parse().unwrap() else { panic!("not an SR") };
+        assert_eq!((sr.ssrc, sr.info), (42, info));
+        assert_eq!(sr.blocks().collect::<Vec<_>>(), vec![block]);
+        let Rtcp::ReceiverReport(rr) = packets[1].as_ref().unwrap().parse().unwrap() else { panic!("not an RR") };
+        assert_eq!((rr.ssrc, rr.blocks().len()), (42, 0));
+        assert!(build_sender_report(1, &info, &[block; 32], &mut out).is_err());
+    }
+}

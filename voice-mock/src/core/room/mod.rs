@@ -1,5 +1,6 @@
 //! Rooms: the sessions of one (guild, channel), who sees whom.
 
+mod rtcp;
 mod sfu;
 
 use std::collections::{BTreeMap, BTreeSet};

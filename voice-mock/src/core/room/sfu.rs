@@ -19,7 +19,8 @@ impl MockServer {
     /// address and port; RTP is decrypted with the sender's key and forwarded
     /// to every other client of the room that has selected a protocol (after
     /// telling it the sender's SSRC with op 5 if it did not know it);
-    /// keepalives and RTCP are counted; anything else is dropped.
+    /// keepalives are counted, RTCP reports read and answered
+    /// (`room/rtcp.rs`); anything else is dropped.
     pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
         self.advance(now);
         self.stats.datagrams_in += 1;
@@ -30,13 +31,7 @@ impl MockServer {
         match classify(data) {
             DatagramKind::DiscoveryRequest => self.discovery(from, data),
             DatagramKind::Rtp => self.rtp(from, data),
-            DatagramKind::Rtcp => {
-                self.stats.rtcp_in += 1;
-                match self.by_addr.get(&from).and_then(|k| self.sessions.get(k)) {
-                    Some(s) => self.stats.users.entry(s.user).or_default().rtcp_in += 1,
-                    None => self.stats.junk_datagrams += 1,
-                }
-            }
+            DatagramKind::Rtcp => self.rtcp(from, data),
             DatagramKind::Other if data.len() <= 16 && !data.is_empty() => {
                 // A keepalive: discord.js sends 8 bytes, songbird its SSRC.
                 self.stats.keepalives += 1;
