@@ -469,6 +469,9 @@ impl Sim {
             }
             let Some(d) = self.control.remove(&key) else { break };
             self.deliver(d);
+            // The contract: drain after every input (voice a message
+            // released comes out before the next datagram's).
+            self.drain_all();
         }
         while let Some((i, bytes)) = self.up.poll(now) {
             let from = self.clients[i].addr;
@@ -488,6 +491,7 @@ impl Sim {
                     opus: p.opus.to_vec(),
                 });
             }
+            self.drain_all();
         }
         if self.server_deadline.is_some_and(|d| d <= now) {
             self.server.handle_timeout(now);

@@ -83,3 +83,40 @@ fn receive_under_five_percent_loss_and_reordering() {
     assert_eq!(b.conn.stats().decrypt_failures, 0);
     assert_eq!(b.conn.state(), State::Connected);
 }
+
+#[test]
+fn voice_that_outruns_its_op5_is_kept_until_the_ssrc_is_named() {
+    let mut sim = Sim::call(23);
+    // The listener's websocket is slow: op 5 naming the player's SSRC
+    // arrives 200 ms after the player's first packets.
+    sim.clients[1].ws_delay = Duration::from_millis(200);
+    let now = sim.now;
+    sim.clients[0].queue_frames(100, now);
+    let sent: Vec<Vec<u8>> = sim.clients[0].audio.iter().cloned().collect();
+    sim.run_for(Duration::from_secs(4));
+    let b = &sim.clients[1];
+    let heard: Vec<Vec<u8>> =
+        b.received.iter().filter(|r| r.user == voice_proto::wire::Snowflake(111)).map(|r| r.opus.clone()).collect();
+    assert_eq!(&heard[..100], &sent[..], "every packet, in order, none lost to the race");
+    let stats = b.conn.stats();
+    assert!(stats.unknown_ssrc_held >= 5, "{}", stats.unknown_ssrc_held);
+    assert_eq!(stats.unknown_ssrc_drops, 0);
+}
+
+#[test]
+fn voice_from_an_ssrc_never_named_is_bounded_and_dropped() {
+    let mut sim = Sim::call(24);
+    // Op 5 two seconds late: more than the kept few, older than a second.
+    sim.clients[1].ws_delay = Duration::from_secs(2);
+    let now = sim.now;
+    sim.clients[0].queue_frames(200, now);
+    sim.run_for(Duration::from_secs(6));
+    let b = &sim.clients[1];
+    let stats = b.conn.stats();
+    assert!(stats.unknown_ssrc_held > 16, "{}", stats.unknown_ssrc_held);
+    assert!(stats.unknown_ssrc_drops > 0 && stats.unknown_ssrc_drops <= stats.unknown_ssrc_held);
+    let heard = b.received.iter().filter(|r| r.user == voice_proto::wire::Snowflake(111)).count() as u64;
+    // Whatever was not dropped was delivered once the SSRC was named.
+    assert!(heard > 0);
+    assert_eq!(heard + stats.unknown_ssrc_drops, 200 + 5, "the 200 frames and the silence trailer");
+}

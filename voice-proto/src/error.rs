@@ -33,9 +33,6 @@ pub enum DatagramError {
     /// RTP with a payload type other than Opus (120).
     #[error("payload type {0} is not Opus")]
     NotOpus(u8),
-    /// Voice from an SSRC no Speaking message has named.
-    #[error("voice from unknown ssrc {0}")]
-    UnknownSsrc(u32),
     /// The packet is malformed or failed authentication.
     #[error(transparent)]
     Packet(#[from] voice_rtp::Error),

@@ -50,8 +50,11 @@ pub struct Stats {
     pub decrypt_failures: u64,
     /// Packets dropped: not Opus (payload type other than 120).
     pub non_opus_drops: u64,
-    /// Packets dropped: unknown SSRC.
+    /// Packets dropped: their SSRC was not named (by op 5) within a second,
+    /// or too many waited.
     pub unknown_ssrc_drops: u64,
+    /// Packets that arrived before op 5 named their SSRC, kept for it.
+    pub unknown_ssrc_held: u64,
     /// Packets dropped: not from the voice server.
     pub foreign_source_drops: u64,
     /// Datagrams dropped: arrived before a session key.

@@ -13,6 +13,7 @@ mod main_gateway;
 mod media;
 mod rtcp;
 mod udp;
+mod unknown_ssrc;
 mod ws;
 
 use std::collections::{HashMap, VecDeque};
@@ -135,6 +136,7 @@ pub struct VoiceConnection {
     pub(crate) transform: FrameTransform,
     pub(crate) users: HashMap<u32, Snowflake>,
     pub(crate) reception: rtcp::Reception,
+    pub(crate) unnamed: unknown_ssrc::Unnamed,
 }
 
 impl core::fmt::Debug for VoiceConnection {
@@ -181,6 +183,7 @@ impl VoiceConnection {
             transform,
             users: HashMap::new(),
             reception: rtcp::Reception::default(),
+            unnamed: unknown_ssrc::Unnamed::default(),
         }
     }
 

@@ -61,10 +61,11 @@ pub enum Datagram<'a> {
     Voice(VoicePacket<'a>),
     /// Handled inside (IP discovery answer, RTCP, keepalive echo).
     Consumed,
-    /// Voice whose end-to-end key is not installed yet (a DAVE transition
-    /// this client has not processed): kept, and delivered as
-    /// [`Output::Voice`] once the key arrives, or dropped (counted) after
-    /// `Config::dave_hold_age`.
+    /// Voice that cannot be delivered yet: its end-to-end key is not
+    /// installed (a DAVE transition this client has not processed), or the
+    /// server has not named its SSRC (op 5 is on its way). Kept, and
+    /// delivered as [`Output::Voice`] once the key or the name arrives, or
+    /// dropped (counted) after `Config::dave_hold_age` or a second.
     Held,
 }
 
@@ -159,7 +160,7 @@ impl VoiceConnection {
         }
     }
 
-    fn receive_rtp<'a>(&mut self, buf: &'a mut [u8], now: Instant) -> Result<Datagram<'a>, DatagramError> {
+    pub(super) fn receive_rtp<'a>(&mut self, buf: &'a mut [u8], now: Instant) -> Result<Datagram<'a>, DatagramError> {
         let len = buf.len();
         let Some(sender) = self.link.as_ref().and_then(|l| l.sender.as_ref()) else {
             self.stats.not_ready_drops += 1;
@@ -173,8 +174,8 @@ impl VoiceConnection {
             return Err(DatagramError::NotOpus(payload_type));
         }
         let Some(&user_id) = self.users.get(&ssrc) else {
-            self.stats.unknown_ssrc_drops += 1;
-            return Err(DatagramError::UnknownSsrc(ssrc));
+            self.keep_unnamed(ssrc, buf, now);
+            return Ok(Datagram::Held);
         };
         let opened = sender.cipher().open(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
         self.stats.bytes_received += len as u64;

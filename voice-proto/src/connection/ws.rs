@@ -174,6 +174,7 @@ impl VoiceConnection {
         self.users.insert(s.ssrc, user_id);
         self.expect_source(s.ssrc, user_id);
         self.event(Event::Speaking { user_id, ssrc: s.ssrc, flags: s.speaking });
+        self.release_unnamed(s.ssrc, self.now);
     }
 
     fn on_ready(&mut self, r: Ready, now: Instant) -> Result<(), WsError> {
