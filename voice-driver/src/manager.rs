@@ -48,8 +48,17 @@ fn spawn_call(
         wheel: config.send_wheel.then(|| config.wheel(runtime)),
     };
     let shared = Arc::new(CallShared::new(CallCore::new(conn, ch), udp));
-    let task = CallTask::new(shared, io, cmd_rx);
-    runtime.spawn(Box::pin(task.run()));
+    // Everything the call's task logs is in this span; channel and session
+    // are filled in at each connection attempt. No token or key goes in.
+    let span = tracing::info_span!(
+        "voice_call",
+        guild = %guild,
+        user = %user,
+        channel = tracing::field::Empty,
+        session = tracing::field::Empty,
+    );
+    let task = CallTask::new(shared, io, cmd_rx, span.clone());
+    runtime.spawn(Box::pin(tracing::Instrument::instrument(task.run(), span)));
     Call {
         runtime: runtime.clone(),
         guild_id: guild,

@@ -69,6 +69,10 @@ pub(crate) struct CallTask {
     /// handed to the websocket.
     deferred: Vec<u8>,
     deferred_to: Option<SocketAddr>,
+    /// The call's span, parent of each connection attempt's.
+    span: tracing::Span,
+    /// Websockets asked for so far.
+    attempts: u64,
 }
 
 enum Input {
@@ -84,7 +88,12 @@ enum Input {
 }
 
 impl CallTask {
-    pub(crate) fn new(shared: Arc<CallShared>, io: TaskIo, commands: mpsc::Receiver<Command>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<CallShared>,
+        io: TaskIo,
+        commands: mpsc::Receiver<Command>,
+        span: tracing::Span,
+    ) -> Self {
         let now = io.runtime.now();
         let timer = io.runtime.new_timer(now + Duration::from_secs(3600));
         let ws_gate = Arc::new(Gate { ready: AtomicBool::new(false), call: shared.clone() });
@@ -107,6 +116,8 @@ impl CallTask {
             was_in_wheel: false,
             deferred: Vec::new(),
             deferred_to: None,
+            span,
+            attempts: 0,
         }
     }
 
@@ -334,6 +345,27 @@ impl CallTask {
         }
     }
 
+    /// A connection attempt's span (endpoint, attempt number, resume or
+    /// identify); the call's span learns the channel and session now.
+    fn attempt_span(&self, g: &Locked, target: &voice_proto::WsTarget) -> tracing::Span {
+        let conn = g.core.connection();
+        if let Some(channel) = conn.channel() {
+            self.span.record("channel", tracing::field::display(channel));
+        }
+        if let Some(session) = conn.session_id() {
+            self.span.record("session", tracing::field::display(session));
+        }
+        tracing::info_span!(
+            parent: &self.span,
+            "voice_connect",
+            host = %target.host,
+            port = target.port,
+            version = ?target.version,
+            attempt = self.attempts,
+            resume = conn.is_resuming(),
+        )
+    }
+
     /// Carries out everything the core asks for, up to its next deadline.
     fn drain(&mut self, g: &mut Locked) {
         while let Some(io) = g.core.poll_io() {
@@ -342,11 +374,19 @@ impl CallTask {
                 Io::ConnectWs(target) => {
                     let (rt, tls, limit) = (self.io.runtime.clone(), self.io.tls.clone(), self.io.ws_timeout);
                     let connects = self.io.connects.clone();
-                    self.connecting = Some(Box::pin(async move {
+                    self.attempts += 1;
+                    let attempt = self.attempt_span(g, &target);
+                    let connect = async move {
                         // Bounded concurrency: no thundering herd of handshakes.
                         let _permit = connects.acquire_owned().await;
-                        ws::connect(rt, target, tls, limit).await
-                    }));
+                        let opened = ws::connect(rt, target, tls, limit).await;
+                        match &opened {
+                            Ok(_) => tracing::debug!("voice websocket open"),
+                            Err(e) => tracing::debug!(error = %e, "voice websocket failed"),
+                        }
+                        opened
+                    };
+                    self.connecting = Some(Box::pin(tracing::Instrument::instrument(connect, attempt)));
                 }
                 Io::WsSend(frame) => {
                     if self.ws.is_none() {

@@ -213,6 +213,18 @@ impl VoiceConnection {
         self.connected_to.as_ref().map(|(e, _)| e.as_str()).or(self.info.endpoint.as_deref())
     }
 
+    /// The voice session id from the main gateway (not a secret; the token
+    /// is, and is never exposed here).
+    pub fn session_id(&self) -> Option<&str> {
+        self.info.session_id.as_deref()
+    }
+
+    /// Whether the websocket being opened (or open) resumes the session
+    /// rather than identifying afresh.
+    pub fn is_resuming(&self) -> bool {
+        matches!(self.ws, Ws::Opening { resume: true } | Ws::Open { resume: true })
+    }
+
     /// The user behind an SSRC, as Speaking messages told.
     pub fn user_for_ssrc(&self, ssrc: u32) -> Option<Snowflake> {
         self.users.get(&ssrc).copied()
