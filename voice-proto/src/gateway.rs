@@ -81,7 +81,9 @@ impl GatewayEvent {
 
 /// Everything it takes to open a voice connection without a main gateway:
 /// the ids, and what the voice state and voice server updates said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Deserializes from JSON with these field names (ids as strings or
+/// numbers), the shape an audio node receives credentials in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ConnectionInfo {
     /// The guild.
     pub guild_id: Snowflake,
