@@ -28,6 +28,11 @@
 //! events ([`voice_proto::Event`]) come through a bounded channel, and every
 //! drop is counted in [`CallStats`].
 //!
+//! Features: `serenity` (module `serenity`: this library as a serenity
+//! client's voice manager, `ClientBuilder::register_voice()`) and
+//! `twilight` (module `twilight`: `Manager::process(&event)` and op 4
+//! through twilight's shard senders).
+//!
 //! Calls are end-to-end encrypted (DAVE) whenever the server negotiates it,
 //! as Discord does for every non-stage channel: queued frames wait until
 //! the call's first transition executes ([`Call::wait_can_send`]), and
