@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use voice_mock::Fault;
+use voice_proto::Mode;
 use voice_proto::wire::Snowflake;
 use voice_tests::netem::Link;
 use voice_tests::sim::Sim;
@@ -75,4 +76,37 @@ fn a_jittery_link_shows_as_jitter_and_no_reports_go_out_when_disabled() {
         assert_eq!(c.conn.stats().rtcp.reports_sent, 0);
     }
     assert_eq!(sim.server.stats().rtcp_in, 0);
+}
+
+#[test]
+fn reports_go_both_ways_in_every_mode_but_the_header_nonce_one() {
+    for mode in Mode::PREFERENCE {
+        let config = voice_mock::ServerConfig { modes: vec![mode], ..Default::default() };
+        let mut sim = Sim::new(config, 33);
+        for user in [111, 222] {
+            let i = sim.add_client(user, |c| c.modes = vec![mode]);
+            sim.connect(i, voice_tests::sim::CHANNEL);
+        }
+        assert!(sim.run_until_sendable(&[0, 1], Duration::from_secs(10)), "{mode}");
+        let now = sim.now;
+        sim.clients[0].queue_frames(300, now);
+        sim.run_for(Duration::from_secs(7));
+        let server = sim.server.stats();
+        assert_eq!(server.rtcp_decrypt_failures + server.rtcp_malformed, 0, "{mode}");
+        for (i, user) in [(0, 111), (1, 222)] {
+            let c = &sim.clients[i].conn;
+            let rtcp = &c.stats().rtcp;
+            assert_eq!(rtcp.malformed, 0, "{mode}");
+            if mode == Mode::XSalsa20Poly1305 {
+                // Its nonce is the clear header, which reports repeat.
+                assert_eq!((rtcp.reports_sent, server.rtcp_in), (0, 0), "{mode}");
+                continue;
+            }
+            assert!(rtcp.reports_sent >= 1, "{mode}: {rtcp:?}");
+            assert_eq!(server.users[&Snowflake(user)].rtcp_reports, rtcp.reports_sent, "{mode}");
+            assert!(rtcp.receiver_reports_read >= 1, "{mode}: {rtcp:?}");
+        }
+        let rtt = sim.clients[0].conn.stats().rtcp.remote.and_then(|r| r.rtt);
+        assert_eq!(rtt.is_some(), mode != Mode::XSalsa20Poly1305, "{mode}");
+    }
 }

@@ -17,7 +17,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 use voice_proto::wire::{WsFrame, WsMessage};
 use voice_proto::{
-    Datagram, Event, GatewayEvent, Output, State, UpdateVoiceState, VoiceConnection, VoicePacket, WsTarget,
+    Datagram, Event, GatewayEvent, Output, ReconnectReason, State, UpdateVoiceState, VoiceConnection, VoicePacket,
+    WsTarget,
 };
 
 use crate::call::{CallState, CallStats, Command, ReceivedAudio};
@@ -355,6 +356,10 @@ impl CallCore {
 
     /// The websocket asked for opened.
     pub fn handle_ws_open(&mut self, now: Instant) {
+        // Reached: an earlier failure no longer explains a slow join.
+        if self.ch.state.borrow().last_connect_failure.is_some() {
+            self.ch.state.send_modify(|s| s.last_connect_failure = None);
+        }
         self.conn.handle_ws_open(now);
     }
 
@@ -451,6 +456,10 @@ impl CallCore {
 
     fn event(&mut self, e: Event) {
         self.history.on_event(&e);
+        if let Event::Reconnecting { reason: ReconnectReason::WsOpenTimeout | ReconnectReason::HandshakeTimeout } = e {
+            // The machine's own limit ran out before the server answered.
+            self.connect_failed(ConnectFailure::Timeout);
+        }
         self.ch.state.send_modify(|s| match &e {
             Event::Connected { .. } => s.connects += 1,
             Event::Disconnected { reason } => {

@@ -28,8 +28,9 @@ pub enum JoinError {
     /// The voice server could not be reached: the websocket did not open
     /// or closed during the handshake. Returned at once for a failure that
     /// retrying cannot fix (a TLS or certificate error, a bad host, an
-    /// HTTP refusal of the upgrade), else when the join timeout passes
-    /// after failed attempts (the last failure given).
+    /// HTTP 4xx refusal of the upgrade; `Manager::join` then leaves the
+    /// channel), else when the join timeout passes after failed attempts
+    /// (the last failure given).
     #[error("voice server unreachable: {0}")]
     Unreachable(ConnectFailure),
 }
@@ -66,9 +67,15 @@ pub enum ConnectFailure {
 }
 
 impl ConnectFailure {
-    /// Whether retrying cannot help: TLS, a bad host, or a refused upgrade.
+    /// Whether retrying cannot help: TLS, a bad host, or an upgrade
+    /// refused with a client error (4xx but 408 and 429; a 5xx is the
+    /// server's trouble and may pass).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ConnectFailure::Tls(_) | ConnectFailure::BadHost(_) | ConnectFailure::Rejected(_))
+        match self {
+            ConnectFailure::Tls(_) | ConnectFailure::BadHost(_) => true,
+            ConnectFailure::Rejected(status) => (400..500).contains(status) && !matches!(status, 408 | 429),
+            _ => false,
+        }
     }
 }
 

@@ -32,6 +32,11 @@ fn spawn_call(
     // RTP sequence, timestamp and nonce start values must be unpredictable
     // across restarts: mix in per-process randomness from the OS.
     proto.seed ^= os_random() ^ guild.get().rotate_left(17) ^ user.get();
+    if proto.unix_ms_at_start == 0 {
+        // The wall clock, for heartbeat nonces and RTCP's NTP timestamps.
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        proto.unix_ms_at_start = u64::try_from(unix.as_millis()).unwrap_or(0);
+    }
     let conn = VoiceConnection::new(proto, runtime.now());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(config.frame_capacity.max(1));
@@ -141,8 +146,15 @@ impl Manager {
     pub async fn join(&self, guild: Snowflake, channel: Snowflake) -> Result<Call, JoinError> {
         let call = self.call(guild).await.map_err(|e| JoinError::Io(e.to_string()))?;
         call.join(channel).await.map_err(|_| JoinError::DriverGone)?;
-        call.wait_connected(channel, self.config.join_timeout).await?;
-        Ok(call)
+        match call.wait_connected(channel, self.config.join_timeout).await {
+            Err(JoinError::Unreachable(f)) if f.is_permanent() => {
+                // Retrying cannot help: stop, and leave the channel Discord
+                // shows the bot in.
+                let _ = call.leave().await;
+                Err(JoinError::Unreachable(f))
+            }
+            other => other.map(|()| call),
+        }
     }
 
     /// Leaves `guild`'s channel (the call stays, ready to join again).

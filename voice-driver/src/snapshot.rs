@@ -30,8 +30,8 @@ pub struct CallSnapshot {
     /// RTCP (reports sent and read, with the server's view of our stream:
     /// loss, jitter, round trip) in `stats.proto.rtcp`.
     pub stats: CallStats,
-    /// Every remote user heard in this session: packets, RFC 3550 loss
-    /// and jitter.
+    /// Every remote user of this session named by the server or heard:
+    /// packets, RFC 3550 loss and jitter (zero for one not heard yet).
     pub users: Vec<SourceStats>,
     /// The last reconnections (at most 16), oldest first.
     pub reconnections: Vec<Reconnection>,
@@ -43,6 +43,8 @@ pub struct CallSnapshot {
 pub struct Reconnection {
     /// Why the connection dropped.
     pub reason: ReconnectReason,
+    /// Attempts made to come back (1 when the first succeeded).
+    pub attempts: u32,
     /// How it ended.
     pub outcome: ReconnectOutcome,
 }
@@ -71,10 +73,16 @@ impl History {
     pub(crate) fn on_event(&mut self, e: &Event) {
         let outcome = match e {
             Event::Reconnecting { reason } => {
+                // A failed attempt of the reconnection under way: one more try.
+                if let Some(last) = self.entries.back_mut().filter(|r| r.outcome == ReconnectOutcome::Pending) {
+                    last.attempts += 1;
+                    return;
+                }
                 if self.entries.len() == HISTORY {
                     self.entries.pop_front();
                 }
-                self.entries.push_back(Reconnection { reason: *reason, outcome: ReconnectOutcome::Pending });
+                let entry = Reconnection { reason: *reason, attempts: 1, outcome: ReconnectOutcome::Pending };
+                self.entries.push_back(entry);
                 return;
             }
             Event::Resumed => ReconnectOutcome::Resumed,
@@ -103,17 +111,23 @@ mod tests {
         assert!(h.to_vec().is_empty(), "nothing pending: nothing to settle");
         h.on_event(&Event::Reconnecting { reason: ReconnectReason::Closed(Some(4015)) });
         h.on_event(&Event::Resumed);
-        h.on_event(&Event::Reconnecting { reason: ReconnectReason::ZombieConnection });
+        // A zombie connection, then two failed attempts before giving up.
+        for _ in 0..3 {
+            h.on_event(&Event::Reconnecting { reason: ReconnectReason::ZombieConnection });
+        }
         let v = h.to_vec();
-        assert_eq!(
-            v[0],
-            Reconnection { reason: ReconnectReason::Closed(Some(4015)), outcome: ReconnectOutcome::Resumed }
-        );
-        assert_eq!(v[1].outcome, ReconnectOutcome::Pending);
+        let resumed = Reconnection {
+            reason: ReconnectReason::Closed(Some(4015)),
+            attempts: 1,
+            outcome: ReconnectOutcome::Resumed,
+        };
+        assert_eq!(v[0], resumed);
+        assert_eq!((v.len(), v[1].attempts, v[1].outcome), (2, 3, ReconnectOutcome::Pending));
         h.on_event(&Event::Disconnected { reason: voice_proto::DisconnectReason::ReconnectFailed });
         assert_eq!(h.to_vec()[1].outcome, ReconnectOutcome::GaveUp);
         for _ in 0..40 {
             h.on_event(&Event::Reconnecting { reason: ReconnectReason::DiscoveryTimeout });
+            h.on_event(&Event::Resumed);
         }
         assert_eq!(h.to_vec().len(), HISTORY);
     }

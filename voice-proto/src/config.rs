@@ -55,8 +55,9 @@ pub struct Config {
     pub initial_sequence: Option<u16>,
     /// First RTP timestamp of each new session; `None` picks one from the RNG.
     pub initial_timestamp: Option<u32>,
-    /// Unix time in milliseconds at the `now` given to `new`; heartbeat
-    /// nonces are derived from it (any value works).
+    /// Unix time in milliseconds at the `now` given to `new`: heartbeat
+    /// nonces and RTCP's NTP timestamps are derived from it (any value
+    /// works for the connection; drivers set the wall clock's).
     pub unix_ms_at_start: u64,
     /// How long to wait for the main gateway's voice state and server
     /// updates after op 4 (Discord sends nothing for a full channel).

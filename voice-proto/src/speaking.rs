@@ -5,7 +5,9 @@ use core::fmt;
 use core::ops::{BitOr, BitOrAssign};
 
 /// The speaking flags sent in op 5: microphone, soundshare, priority, or a
-/// combination. Bits this crate does not name are kept as given.
+/// combination. Bits this crate does not name are kept as given. No flag
+/// at all (`from_bits(0)`) tells the others you are not speaking while
+/// audio flows: set at least one.
 ///
 /// ```
 /// use voice_proto::SpeakingFlags;

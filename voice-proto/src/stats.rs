@@ -114,7 +114,8 @@ pub struct SourceStats {
     pub received: u64,
     /// Packets expected but not received, in all (negative with duplicates).
     pub lost: i64,
-    /// Fraction lost in the last report interval, in 1/256.
+    /// Fraction lost in the last RTCP report interval, in 1/256 (updated
+    /// when a report is built; 0 while `Config::rtcp_interval` is `None`).
     pub fraction_lost: u8,
     /// Interarrival jitter.
     pub jitter: Duration,

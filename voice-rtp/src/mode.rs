@@ -93,10 +93,10 @@ impl Mode {
     pub fn select<'a, I>(offered: I, allowed: &[Mode]) -> Option<Mode>
     where
         I: IntoIterator<Item = &'a str>,
-        I::IntoIter: Clone,
     {
-        let offered = offered.into_iter();
-        allowed.iter().copied().find(|m| offered.clone().any(|o| o == m.as_str()))
+        // The earliest position in `allowed` of any offered name.
+        let best = offered.into_iter().filter_map(|o| allowed.iter().position(|m| m.as_str() == o)).min()?;
+        allowed.get(best).copied()
     }
 }
 

@@ -233,11 +233,19 @@ proptest! {
         packet.extend_from_slice(&body);
         let plain = packet.clone();
         let mut sealer = Sealer::new(Cipher::new(mode, &key), 3);
+        if mode == Mode::XSalsa20Poly1305 {
+            // Its nonce would be the repeating RTCP header: refused.
+            prop_assert!(sealer.seal_rtcp(&mut packet).is_err());
+            prop_assert_eq!(&packet, &plain);
+            return Ok(());
+        }
         sealer.seal_rtcp(&mut packet).unwrap();
         prop_assert_eq!(packet.len(), plain.len() + mode.overhead());
         prop_assert_eq!(&packet[..8], &plain[..8]);
-        let opened = sealer.cipher().open_rtcp(&mut packet).unwrap();
-        prop_assert_eq!(&*opened, body.as_slice());
+        let n = sealer.cipher().open_rtcp(&mut packet).unwrap().len();
+        prop_assert_eq!(n, body.len());
+        // Header and body side by side: the whole packet in the clear.
+        prop_assert_eq!(&packet[..8 + n], plain.as_slice());
     }
 }
 

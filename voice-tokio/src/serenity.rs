@@ -127,7 +127,13 @@ impl VoiceGatewayManager for SerenityVoice {
     }
 
     async fn deregister_shard(&self, shard_id: u32) {
-        self.shards.lock().senders.remove(&shard_id);
+        // serenity may register the restarted shard's sender before it
+        // deregisters the old one: only a closed sender goes (a live one
+        // that fails later is dropped by `send`).
+        let mut t = self.shards.lock();
+        if t.senders.get(&shard_id).is_some_and(UnboundedSender::is_closed) {
+            t.senders.remove(&shard_id);
+        }
     }
 
     async fn server_update(&self, guild_id: GuildId, endpoint: &Option<String>, token: &str) {

@@ -98,7 +98,9 @@ async fn a_serenity_client_joins_plays_and_leaves_through_the_voice_manager() {
     }
     assert_eq!(got, frames);
 
-    // A shard reconnecting: op 4 waits for its new sender.
+    // A shard reconnecting: its runner (and channel) ends, and op 4 waits
+    // for the new runner's sender.
+    drop(shard);
     voice.deregister_shard(0).await;
     let leaving = tokio::spawn({
         let voice = voice.clone();

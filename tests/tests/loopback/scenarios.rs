@@ -248,6 +248,17 @@ pub async fn an_unreachable_voice_server_is_reported_with_its_reason(rt: Rt) {
     info.endpoint = format!("127.0.0.1:{port}");
     let err = voice_driver::connect(rt.runtime(), info, config).await.unwrap_err();
     assert_eq!(err, JoinError::Unreachable(ConnectFailure::Refused));
+
+    // A server that accepts and never answers the TLS handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = driver_config(&server);
+    config.proto.ws_open_timeout = Duration::from_millis(300);
+    config.join_timeout = Duration::from_millis(1500);
+    let mut info = server.join_wss(GUILD, CHANNEL, Snowflake(42));
+    info.endpoint = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let err = voice_driver::connect(rt.runtime(), info, config).await.unwrap_err();
+    assert_eq!(err, JoinError::Unreachable(ConnectFailure::Timeout));
+    drop(silent);
 }
 
 pub async fn play_resolves_once_the_last_frame_went_out_at_the_paced_rate(rt: Rt) {

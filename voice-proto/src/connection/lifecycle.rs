@@ -28,7 +28,7 @@ impl VoiceConnection {
         self.connected_to = None;
         self.last_seq = None;
         self.users.clear();
-        self.unnamed = Default::default();
+        self.clear_unnamed();
         // DAVE belongs to the voice session: a fresh connection starts over.
         self.reset_dave();
         for t in [

@@ -7,11 +7,14 @@
 //! UNCERTAIN (PROTOCOL.md §3.6): Discord does not document RTCP. Reports
 //! are sealed as songbird opens the server's (8 clear bytes, the rest like
 //! RTP); a server that ignores them loses nothing. `rtcp_interval = None`
-//! sends none; reports from the server are read either way.
+//! sends none; reports from the server are read either way. The compound
+//! packet carries no SDES CNAME (RFC 3550 §6.1 asks for one): Discord maps
+//! SSRCs to users on the websocket, and none of its peers send one.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use voice_rtp::Mode;
 use voice_rtp::rtcp::{self, ReportBlock, Rtcp, SenderInfo};
 
 use super::VoiceConnection;
@@ -27,6 +30,10 @@ const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// A change of transit time this large (80 ms, in timestamp units) is a
 /// new talk spurt, not jitter.
 const SPURT_GAP: u32 = 80 * 48;
+/// RFC 3550 A.1: the largest forward gap taken as loss, and the largest
+/// step back taken as a late packet; anything between is a jump.
+const MAX_DROPOUT: u16 = 3000;
+const MAX_MISORDER: u16 = 100;
 /// Most report blocks in one packet.
 const MAX_BLOCKS: usize = 31;
 
@@ -53,6 +60,8 @@ struct Source {
     last_sr: Option<(u32, Instant)>,
     /// A packet arrived since the last report.
     heard: bool,
+    /// After a large jump in sequence: the number that would confirm it.
+    bad_seq: Option<u16>,
 }
 
 impl Source {
@@ -71,6 +80,7 @@ impl Source {
             jitter_q4: 0,
             last_sr: None,
             heard: false,
+            bad_seq: None,
         }
     }
 
@@ -89,18 +99,32 @@ impl Source {
         i64::from(self.expected()) - self.received as i64
     }
 
+    /// Starts counting afresh at `seq` (the first packet, or a sender that
+    /// restarted its sequence).
+    fn restart(&mut self, seq: u16) {
+        *self = Source { seen: true, base: u32::from(seq), max_seq: seq, ..Source::new(self.user) };
+    }
+
     fn on_packet(&mut self, seq: u16, timestamp: u32, arrival: u32) {
         if !self.seen {
-            self.seen = true;
-            self.base = u32::from(seq);
-            self.max_seq = seq;
+            self.restart(seq);
         }
+        // RFC 3550 A.1: in order (with a gap of fewer than MAX_DROPOUT), a
+        // duplicate or a late packet (within MAX_MISORDER), or a jump; a
+        // jump counts only once the packet after it confirms it.
         let delta = seq.wrapping_sub(self.max_seq);
-        if delta != 0 && delta < 0x8000 {
+        if delta < MAX_DROPOUT {
             if seq < self.max_seq {
                 self.cycles = self.cycles.wrapping_add(1 << 16);
             }
             self.max_seq = seq;
+        } else if delta <= u16::MAX - MAX_MISORDER {
+            if self.bad_seq == Some(seq) {
+                self.restart(seq);
+            } else {
+                self.bad_seq = Some(seq.wrapping_add(1));
+                return;
+            }
         }
         self.received += 1;
         self.heard = true;
@@ -167,6 +191,8 @@ pub(crate) struct Reception {
     /// Packets and bytes sent when the session began and at the last report.
     sent_at_start: (u64, u64),
     sent_at_report: u64,
+    /// The SSRC the next report's blocks start from.
+    next_block: u32,
 }
 
 impl Reception {
@@ -199,14 +225,23 @@ impl VoiceConnection {
         }
     }
 
-    /// An authenticated voice packet from `user`'s `ssrc` arrived at `now`.
-    pub(crate) fn count_received(&mut self, ssrc: u32, user: Snowflake, seq: u16, timestamp: u32, now: Instant) {
-        let arrival = (now.saturating_duration_since(self.start).as_nanos() * u128::from(RATE) / 1_000_000_000) as u32;
-        let r = &mut self.reception;
-        if !r.sources.contains_key(&ssrc) && r.sources.len() >= self.config.max_users {
-            return;
+    /// Forgets the sources of users no longer in the call.
+    pub(crate) fn prune_sources(&mut self) {
+        let users = &self.users;
+        self.reception.sources.retain(|ssrc, _| users.contains_key(ssrc));
+    }
+
+    /// An authenticated voice packet from `user`'s `ssrc` arrived at `arrived`.
+    pub(crate) fn count_received(&mut self, ssrc: u32, user: Snowflake, seq: u16, timestamp: u32, arrived: Instant) {
+        let arrival =
+            (arrived.saturating_duration_since(self.start).as_nanos() * u128::from(RATE) / 1_000_000_000) as u32;
+        if !self.reception.sources.contains_key(&ssrc) && self.reception.sources.len() >= self.config.max_users {
+            self.prune_sources();
+            if self.reception.sources.len() >= self.config.max_users {
+                return;
+            }
         }
-        let source = r.sources.entry(ssrc).or_insert_with(|| Source::new(user));
+        let source = self.reception.sources.entry(ssrc).or_insert_with(|| Source::new(user));
         source.user = user;
         source.on_packet(seq, timestamp, arrival);
     }
@@ -234,18 +269,32 @@ impl VoiceConnection {
     pub(crate) fn on_rtcp_timer(&mut self, now: Instant) {
         let Some(every) = self.config.rtcp_interval else { return };
         self.timers.set(Timer::RtcpReport, now + every);
-        let users = &self.users;
-        self.reception.sources.retain(|ssrc, _| users.contains_key(ssrc));
+        self.prune_sources();
         let ntp = self.ntp(now);
         let (packets, bytes) = (self.stats.packets_sent, self.stats.bytes_sent);
         let Some(link) = self.link.as_mut() else { return };
+        // That mode's nonce is the clear header, which repeats from report
+        // to report: it gets no reports (the server's are still read).
+        if link.mode == Mode::XSalsa20Poly1305 {
+            return;
+        }
         let Some(sender) = link.sender.as_mut() else { return };
         let r = &mut self.reception;
         let sending = packets > r.sent_at_report;
-        let mut blocks: Vec<ReportBlock> = Vec::new();
-        for (&ssrc, s) in r.sources.iter_mut().filter(|(_, s)| s.heard).take(MAX_BLOCKS) {
-            blocks.push(s.block(ssrc, now));
+        // Sources heard since the last report, in SSRC order from where the
+        // last report stopped: past 31 of them, each gets its turn.
+        let mut heard: Vec<u32> = r.sources.iter().filter(|(_, s)| s.heard).map(|(&ssrc, _)| ssrc).collect();
+        heard.sort_unstable();
+        let start = heard.partition_point(|&ssrc| ssrc < r.next_block);
+        heard.rotate_left(start);
+        heard.truncate(MAX_BLOCKS);
+        let mut blocks: Vec<ReportBlock> = Vec::with_capacity(heard.len());
+        for &ssrc in &heard {
+            if let Some(s) = r.sources.get_mut(&ssrc) {
+                blocks.push(s.block(ssrc, now));
+            }
         }
+        r.next_block = heard.last().map_or(0, |&last| last.wrapping_add(1));
         if !sending && blocks.is_empty() {
             return;
         }
@@ -256,7 +305,12 @@ impl VoiceConnection {
                 ntp_timestamp: ntp,
                 rtp_timestamp: sender.next_position().1,
                 packet_count: packets.wrapping_sub(r.sent_at_start.0) as u32,
-                octet_count: bytes.wrapping_sub(r.sent_at_start.1) as u32,
+                // Payload octets: datagram bytes less RTP header and
+                // transport overhead.
+                octet_count: bytes
+                    .wrapping_sub(r.sent_at_start.1)
+                    .saturating_sub(packets.wrapping_sub(r.sent_at_start.0) * (12 + link.mode.overhead() as u64))
+                    as u32,
             };
             rtcp::build_sender_report(link.ssrc, &info, &blocks, &mut out)
         } else {
@@ -346,6 +400,25 @@ mod tests {
         s.on_packet(3, 3 * 960, 3 * 960);
         assert_eq!(s.lost(), 1);
         assert_eq!(s.block(7, now).fraction_lost, 0, "more arrived than expected this interval");
+    }
+
+    #[test]
+    fn a_sequence_jump_is_loss_only_until_the_next_packet_confirms_a_restart() {
+        let mut s = Source::new(Snowflake(1));
+        for seq in 100..200u16 {
+            s.on_packet(seq, 0, 0);
+        }
+        // One stray packet far ahead: not counted, nothing lost.
+        s.on_packet(40_000, 0, 0);
+        assert_eq!((s.received, s.lost(), s.extended_max()), (100, 0, 199));
+        s.on_packet(200, 0, 0);
+        // The sender restarted at 9_000: the second packet confirms it.
+        s.on_packet(9_000, 0, 0);
+        s.on_packet(9_001, 0, 0);
+        assert_eq!((s.received, s.lost(), s.base, s.extended_max()), (1, 0, 9_001, 9_001));
+        // A gap under MAX_DROPOUT is loss.
+        s.on_packet(9_011, 0, 0);
+        assert_eq!(s.lost(), 9);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl VoiceConnection {
                 self.read_rtcp(&buf[..plain], now);
                 Ok(Datagram::Consumed)
             }
-            DatagramKind::Rtp => self.receive_rtp(buf, now),
+            DatagramKind::Rtp => self.receive_rtp(buf, now, now),
             _ => {
                 self.stats.unrecognised_datagrams += 1;
                 Err(DatagramError::Unrecognised)
@@ -160,7 +160,12 @@ impl VoiceConnection {
         }
     }
 
-    pub(super) fn receive_rtp<'a>(&mut self, buf: &'a mut [u8], now: Instant) -> Result<Datagram<'a>, DatagramError> {
+    pub(super) fn receive_rtp<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        now: Instant,
+        arrived: Instant,
+    ) -> Result<Datagram<'a>, DatagramError> {
         let len = buf.len();
         let Some(sender) = self.link.as_ref().and_then(|l| l.sender.as_ref()) else {
             self.stats.not_ready_drops += 1;
@@ -180,7 +185,7 @@ impl VoiceConnection {
         let opened = sender.cipher().open(buf).inspect_err(|_| self.stats.decrypt_failures += 1)?;
         self.stats.bytes_received += len as u64;
         let h = opened.header;
-        self.count_received(ssrc, user_id, h.sequence, h.timestamp, now);
+        self.count_received(ssrc, user_id, h.sequence, h.timestamp, arrived);
         // Transport decryption removed the extension body and the padding:
         // what is left is the (DAVE) frame.
         let meta = FrameMeta { ssrc, user: user_id, sequence: h.sequence, timestamp: h.timestamp };

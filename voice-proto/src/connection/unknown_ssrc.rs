@@ -43,13 +43,20 @@ impl VoiceConnection {
         let (mine, others): (VecDeque<_>, VecDeque<_>) =
             std::mem::take(&mut self.unnamed.waiting).into_iter().partition(|(_, s, _)| *s == ssrc);
         self.unnamed.waiting = others;
-        for (_, _, mut bytes) in mine {
-            if let Ok(Datagram::Voice(p)) = self.receive_rtp(&mut bytes, now) {
+        for (arrived, _, mut bytes) in mine {
+            // Counted as arriving when it came (jitter), delivered now.
+            if let Ok(Datagram::Voice(p)) = self.receive_rtp(&mut bytes, now, arrived) {
                 let (ssrc, user_id, sequence, timestamp) = (p.ssrc, p.user_id, p.sequence, p.timestamp);
                 let packet = OwnedVoicePacket { ssrc, user_id, sequence, timestamp, opus: p.opus.to_vec() };
                 self.push(Output::Voice(packet));
             }
         }
+    }
+
+    /// The session ended: whatever waits is dropped (counted).
+    pub(crate) fn clear_unnamed(&mut self) {
+        self.stats.unknown_ssrc_drops += self.unnamed.waiting.len() as u64;
+        self.unnamed.waiting.clear();
     }
 
     fn expire_unnamed(&mut self, now: Instant) {

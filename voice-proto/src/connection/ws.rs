@@ -143,6 +143,7 @@ impl VoiceConnection {
             }
             Message::ClientDisconnect(c) => {
                 self.users.retain(|_, u| *u != c.user_id);
+                self.prune_sources();
                 self.transform.dave.forget(c.user_id);
                 self.event(Event::ClientDisconnected { user_id: c.user_id });
             }

@@ -263,7 +263,9 @@ impl Cipher {
     }
 
     /// Opens a sealed RTCP packet in place and returns its decrypted body
-    /// (what follows the 8 clear bytes: header word and sender SSRC).
+    /// (what follows the 8 clear bytes: header word and sender SSRC). The
+    /// body is left right after those 8 bytes in every mode, so
+    /// `buf[..8 + body.len()]` is the whole compound packet in the clear.
     ///
     /// UNCERTAIN (PROTOCOL.md §3.6): Discord does not document RTCP; this is
     /// songbird's layout, the same as RTP with an 8-byte clear part.
@@ -272,7 +274,10 @@ impl Cipher {
             return Err(Error::NotRtcp(buf.get(1).copied().unwrap_or(0)));
         }
         let r = self.open_raw(buf, RTCP_CLEAR_LEN)?;
-        Ok(&mut buf[r])
+        let n = r.len();
+        // Tag-in-front modes leave the plaintext after the tag: close the gap.
+        buf.copy_within(r, RTCP_CLEAR_LEN);
+        Ok(&mut buf[RTCP_CLEAR_LEN..RTCP_CLEAR_LEN + n])
     }
 }
 
@@ -382,9 +387,16 @@ impl Sealer {
     }
 
     /// Seals the RTCP packet held in `packet` (8 clear bytes, rest sealed).
+    ///
+    /// Refused in `xsalsa20_poly1305`, whose nonce is the first clear bytes:
+    /// the 8 bytes of an RTCP header (type, length, SSRC) repeat from report
+    /// to report, and a repeated nonce would break the cipher.
     pub fn seal_rtcp(&mut self, packet: &mut Vec<u8>) -> Result<()> {
         if !is_rtcp(packet) || packet.len() < RTCP_CLEAR_LEN {
             return Err(Error::NotRtcp(packet.get(1).copied().unwrap_or(0)));
+        }
+        if self.cipher.nonce == NonceSource::Header12 {
+            return Err(Error::OutOfRange("RTCP cannot be sealed in xsalsa20_poly1305 (header nonce)"));
         }
         let len = packet.len();
         let (suffix, n) = self.next_suffix()?;
