@@ -161,6 +161,18 @@ impl FrameSink {
     pub fn capacity(&self) -> usize {
         self.tx.capacity()
     }
+
+    /// Frames waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Queues one frame from a thread that is not an async task (an
+    /// encoder's thread, say), blocking while the queue is full. Panics if
+    /// called from within an async runtime's task, as blocking there would.
+    pub fn blocking_send(&self, frame: impl Into<Bytes>) -> Result<(), CallError> {
+        self.tx.blocking_send(frame.into()).map_err(|_| CallError::DriverGone)
+    }
 }
 
 /// A handle on one guild's voice connection. Cheap to clone; the

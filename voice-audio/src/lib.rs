@@ -1,0 +1,31 @@
+//! Audio a bot author can use, above the Opus-level driver: decode common
+//! formats ([`AudioFile`]: WAV, FLAC, MP3, Ogg Vorbis and Opus, AAC in
+//! MP4/M4A, MKV/WebM), resample to 48 kHz stereo, mix tracks with their
+//! own volume, pause, seek and loop ([`Mixer`], [`TrackHandle`]), and
+//! encode Opus once per 20 ms ([`OpusEncoder`], ropus: a pure-Rust port
+//! of libopus). A [`Player`] runs the mixer and encoder on a thread of its
+//! own, off the driver's hot path, and feeds a call's frame queue.
+//!
+//! ```no_run
+//! # async fn run(call: voice_driver::Call) -> Result<(), Box<dyn std::error::Error>> {
+//! use voice_audio::{AudioFile, Player};
+//!
+//! let player = Player::start(call.frame_sink(), 64_000)?;
+//! let music = player.play(AudioFile::open("song.mp3")?);
+//! music.set_volume(0.5);
+//! player.play(AudioFile::open("ding.wav")?); // mixed over the music
+//! # Ok(()) }
+//! ```
+
+mod decode;
+mod encode;
+mod error;
+mod mixer;
+mod player;
+mod resample;
+
+pub use decode::AudioFile;
+pub use encode::{FRAME_LEN, FRAME_SAMPLES, Frame, OpusEncoder};
+pub use error::AudioError;
+pub use mixer::{Mixer, PlayState, TrackEvent, TrackHandle, TrackId};
+pub use player::{FrameOut, Player, PlayerStats};

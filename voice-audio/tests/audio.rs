@@ -1,0 +1,245 @@
+//! Decode, resample, mix and encode, checked against generated tones:
+//! frequency and level survive within stated tolerances, tracks mix, and
+//! their handles and the queue do what they say.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::f32::consts::TAU;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use voice_audio::{AudioFile, FRAME_LEN, FrameOut, Mixer, OpusEncoder, PlayState, Player, TrackEvent};
+
+/// A 16-bit PCM WAV file in memory: `tones` of (frequency, seconds) one
+/// after another, at `amplitude`.
+fn wav(rate: u32, channels: u16, amplitude: f32, tones: &[(f32, f32)]) -> Vec<u8> {
+    let mut samples = Vec::new();
+    for &(freq, secs) in tones {
+        let n = (rate as f32 * secs) as usize;
+        for i in 0..n {
+            let v = (amplitude * (TAU * freq * i as f32 / rate as f32).sin() * 32767.0) as i16;
+            for _ in 0..channels {
+                samples.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + samples.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    w.extend_from_slice(&(channels * 2).to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+    w.extend_from_slice(&samples);
+    w
+}
+
+fn file(rate: u32, channels: u16, amplitude: f32, tones: &[(f32, f32)]) -> AudioFile {
+    AudioFile::from_bytes(wav(rate, channels, amplitude, tones)).unwrap()
+}
+
+/// The amplitude of `freq` in `x` (48 kHz), by the Goertzel algorithm.
+fn level(x: &[f32], freq: f32) -> f32 {
+    let w = TAU * freq / 48_000.0;
+    let (mut s1, mut s2) = (0f32, 0f32);
+    for &v in x {
+        let s = v + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / x.len() as f32
+}
+
+/// Every frame of a file, left channel and right channel apart.
+fn decode_all(mut f: AudioFile) -> (Vec<f32>, Vec<f32>, usize) {
+    let (mut l, mut r, mut frames) = (Vec::new(), Vec::new(), 0);
+    let mut frame = [0f32; FRAME_LEN];
+    while f.next_frame(&mut frame).unwrap() {
+        frames += 1;
+        for s in frame.chunks_exact(2) {
+            l.push(s[0]);
+            r.push(s[1]);
+        }
+    }
+    (l, r, frames)
+}
+
+#[test]
+fn a_44k1_mono_file_becomes_48k_stereo_with_its_tone_and_level() {
+    let (l, r, frames) = decode_all(file(44_100, 1, 0.5, &[(440.0, 1.0)]));
+    // One second: 50 frames (the last padded).
+    assert!((50..=51).contains(&frames), "{frames}");
+    assert_eq!(l, r, "mono goes to both channels");
+    let middle = &l[4_800..43_200];
+    let a = level(middle, 440.0);
+    assert!((a - 0.5).abs() < 0.02, "440 Hz at {a}");
+    assert!(level(middle, 1000.0) < 0.01, "nothing at 1 kHz");
+    // The same at 48 kHz stereo needs no resampling and matches too.
+    let (l48, _, frames48) = decode_all(file(48_000, 2, 0.5, &[(440.0, 1.0)]));
+    assert_eq!(frames48, 50);
+    assert!((level(&l48[4_800..43_200], 440.0) - 0.5).abs() < 0.01);
+}
+
+#[test]
+fn opus_encoding_keeps_the_tone_and_its_level() {
+    let mut f = file(48_000, 2, 0.4, &[(1000.0, 1.0)]);
+    let mut enc = OpusEncoder::new(128_000).unwrap();
+    let mut dec = ropus::Decoder::new(48_000, ropus::Channels::Stereo).unwrap();
+    let mut frame = [0f32; FRAME_LEN];
+    let mut out = vec![0f32; 5760 * 2];
+    let mut decoded = Vec::new();
+    while f.next_frame(&mut frame).unwrap() {
+        let packet = enc.encode(&frame).unwrap();
+        assert!(packet.len() < 1400 && !packet.is_empty());
+        let n = dec.decode_float(&packet, &mut out, ropus::DecodeMode::Normal).unwrap();
+        assert_eq!(n, 960);
+        decoded.extend(out[..n * 2].chunks_exact(2).map(|s| s[0]));
+    }
+    let middle = &decoded[9_600..38_400];
+    let a = level(middle, 1000.0);
+    assert!((a - 0.4).abs() < 0.04, "1 kHz at {a} after Opus");
+    assert!(level(middle, 3000.0) < 0.02);
+}
+
+#[test]
+fn two_tracks_mix_and_volume_scales_one() {
+    let mut m = Mixer::new();
+    m.play(file(48_000, 1, 0.3, &[(440.0, 1.0)]));
+    let b = m.play(file(48_000, 1, 0.3, &[(1000.0, 1.0)]));
+    b.set_volume(0.5);
+    let mut frame = [0f32; FRAME_LEN];
+    let mut left = Vec::new();
+    for _ in 0..20 {
+        assert!(m.mix(&mut frame));
+        left.extend(frame.chunks_exact(2).map(|s| s[0]));
+    }
+    assert!((level(&left, 440.0) - 0.3).abs() < 0.02, "{}", level(&left, 440.0));
+    assert!((level(&left, 1000.0) - 0.15).abs() < 0.02, "{}", level(&left, 1000.0));
+}
+
+#[test]
+fn pause_resume_stop_and_position_do_what_they_say() {
+    let mut m = Mixer::new();
+    let t = m.play(file(48_000, 2, 0.3, &[(440.0, 2.0)]));
+    let mut frame = [0f32; FRAME_LEN];
+    for _ in 0..10 {
+        assert!(m.mix(&mut frame));
+    }
+    assert_eq!(t.position(), Duration::from_millis(200));
+    t.pause();
+    assert!(!m.mix(&mut frame), "a paused track plays nothing");
+    assert!(frame.iter().all(|&s| s == 0.0));
+    assert_eq!((t.state(), t.position()), (PlayState::Paused, Duration::from_millis(200)));
+    t.resume();
+    assert!(m.mix(&mut frame));
+    t.stop();
+    assert!(!m.mix(&mut frame));
+    assert!(m.is_empty());
+    let id = t.id();
+    assert_eq!(
+        m.take_events(),
+        vec![TrackEvent::Started(id), TrackEvent::Paused(id), TrackEvent::Resumed(id), TrackEvent::Ended(id)]
+    );
+}
+
+#[test]
+fn seek_jumps_and_a_loop_goes_round() {
+    let mut m = Mixer::new();
+    // 440 Hz for a second, then 1 kHz for a second.
+    let t = m.play(file(48_000, 2, 0.3, &[(440.0, 1.0), (1000.0, 1.0)]));
+    t.seek(Duration::from_millis(1200));
+    let mut frame = [0f32; FRAME_LEN];
+    let mut left = Vec::new();
+    for _ in 0..10 {
+        assert!(m.mix(&mut frame));
+        left.extend(frame.chunks_exact(2).map(|s| s[0]));
+    }
+    assert!(level(&left, 1000.0) > 0.25 && level(&left, 440.0) < 0.03, "after the seek: the second tone");
+    assert_eq!(t.position(), Duration::from_millis(1400));
+
+    let short = m.play(file(48_000, 2, 0.3, &[(440.0, 0.1)]));
+    short.set_loop(true);
+    for _ in 0..30 {
+        m.mix(&mut frame);
+    }
+    assert_eq!(short.state(), PlayState::Playing, "still going after 6 rounds of 100 ms");
+    assert!(m.take_events().iter().filter(|e| **e == TrackEvent::Looped(short.id())).count() >= 5);
+}
+
+#[test]
+fn a_queue_plays_in_order_and_a_stop_skips() {
+    let mut m = Mixer::new();
+    let a = m.enqueue(file(48_000, 2, 0.3, &[(440.0, 0.1)]));
+    let b = m.enqueue(file(48_000, 2, 0.3, &[(1000.0, 1.0)]));
+    let c = m.enqueue(file(48_000, 2, 0.3, &[(2000.0, 0.1)]));
+    assert_eq!((a.state(), b.state()), (PlayState::Playing, PlayState::Queued));
+    let mut frame = [0f32; FRAME_LEN];
+    for _ in 0..8 {
+        m.mix(&mut frame);
+    }
+    assert_eq!((a.state(), b.state()), (PlayState::Ended, PlayState::Playing));
+    b.stop();
+    let mut left = Vec::new();
+    for _ in 0..4 {
+        m.mix(&mut frame);
+        left.extend(frame.chunks_exact(2).map(|s| s[0]));
+    }
+    assert!(level(&left[960..], 2000.0) > 0.2, "the skip went on to the third");
+    for _ in 0..10 {
+        m.mix(&mut frame);
+    }
+    let (a, b, c) = (a.id(), b.id(), c.id());
+    assert_eq!(
+        m.take_events(),
+        vec![
+            TrackEvent::Started(a),
+            TrackEvent::Ended(a),
+            TrackEvent::Started(b),
+            TrackEvent::Ended(b),
+            TrackEvent::Started(c),
+            TrackEvent::Ended(c)
+        ]
+    );
+}
+
+/// Frames collected as a call's queue would take them, one per take.
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<Bytes>>>);
+
+impl FrameOut for Collect {
+    fn send(&self, frame: Bytes) -> bool {
+        self.0.lock().unwrap().push(frame);
+        true
+    }
+    fn queued(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn a_player_encodes_what_plays_and_then_nothing() {
+    let out = Collect::default();
+    let player = Player::start(out.clone(), 64_000).unwrap();
+    let mut events = player.take_events().unwrap();
+    let t = player.play(file(44_100, 2, 0.3, &[(440.0, 0.5)]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.state() != PlayState::Ended && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let frames = out.0.lock().unwrap().len();
+    assert!((25..=26).contains(&frames), "half a second is 25 frames: {frames}");
+    assert_eq!(player.stats().frames_encoded as usize, frames);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(out.0.lock().unwrap().len(), frames, "nothing is encoded once nothing plays");
+    assert_eq!(events.try_recv().unwrap(), TrackEvent::Started(t.id()));
+    assert_eq!(events.try_recv().unwrap(), TrackEvent::Ended(t.id()));
+}
