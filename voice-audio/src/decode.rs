@@ -24,7 +24,7 @@ use crate::resample::Resampler;
 /// The codec behind a track: symphonia's decoder, or ropus for Opus.
 enum Codec {
     Symphonia(Box<dyn AudioDecoder>),
-    Opus(ropus::Decoder),
+    Opus(Box<ropus::Decoder>),
 }
 
 /// A file or stream, decoded to 20 ms frames of 48 kHz stereo.
@@ -86,7 +86,7 @@ impl AudioFile {
         let (codec, rate) = if params.codec == CODEC_ID_OPUS {
             let ch = if channels == 1 { ropus::Channels::Mono } else { ropus::Channels::Stereo };
             let d = ropus::Decoder::new(48_000, ch).map_err(|e| AudioError::Unsupported(format!("{e:?}")))?;
-            (Codec::Opus(d), 48_000)
+            (Codec::Opus(Box::new(d)), 48_000)
         } else {
             let d = symphonia::default::get_codecs()
                 .make_audio_decoder(&params, &AudioDecoderOptions::default())
@@ -131,7 +131,7 @@ impl AudioFile {
         match &mut self.codec {
             Codec::Symphonia(d) => d.reset(),
             Codec::Opus(d) => {
-                *d = ropus::Decoder::new(48_000, opus_channels(self.channels))
+                **d = ropus::Decoder::new(48_000, opus_channels(self.channels))
                     .map_err(|e| AudioError::Decode(format!("{e:?}")))?
             }
         }

@@ -8,7 +8,7 @@
 //!
 //! Against any voice server:
 //! `play --endpoint HOST:PORT --token T --session S --user U --guild G --channel C
-//!       [--ca-file PEM] [--plain-ws] [--mode MODE] [--file IN.ogg] [--record-dir DIR]
+//!       [--ca-file PEM] [--plain-ws] [--mode MODE] [--file IN] [--record-dir DIR]
 //!       [--idle-exit SEC] [--timeout SEC]`
 
 use std::collections::HashMap;
@@ -46,7 +46,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: play [--endpoint HOST:PORT --token T --session S --user U --guild G --channel C]
-            [--ca-file PEM] [--plain-ws] [--mode MODE] [--file IN.ogg] [--record-dir DIR]
+            [--ca-file PEM] [--plain-ws] [--mode MODE] [--file IN] [--record-dir DIR]
             [--idle-exit SEC] [--timeout SEC]
 With no --endpoint: an offline demo on the embedded voice server.";
 
@@ -247,6 +247,22 @@ impl Drop for OfflineServer {
     }
 }
 
+/// Plays a file: Ogg Opus goes out as it is, packet for packet; any other
+/// format (MP3, FLAC, WAV, Vorbis, M4A, WebM) is decoded, resampled and
+/// encoded by `voice_audio`'s player. Resolves once the last frame went out.
+async fn play_file(rt: &Arc<dyn Runtime>, call: &Call, path: &Path) -> Result<u64, BoxError> {
+    if read_ogg_opus(&std::fs::read(path)?).is_ok() {
+        return Ok(call.play_ogg(path).await?);
+    }
+    let player = voice_audio::Player::start(call.frame_sink(), 64_000)?;
+    let track = player.play(voice_audio::AudioFile::open(path)?);
+    while track.state() != voice_audio::PlayState::Ended {
+        voice_driver::runtime::sleep(&**rt, Duration::from_millis(50)).await;
+    }
+    call.flush().await?;
+    Ok(player.stats().frames_encoded)
+}
+
 async fn demo(rt: Arc<dyn Runtime>) -> Result<(), BoxError> {
     let offline = OfflineServer::start()?;
     let server = offline.get()?;
@@ -368,8 +384,8 @@ async fn direct(rt: Arc<dyn Runtime>, args: Args) -> Result<(), BoxError> {
     let mut rec = args.record_dir.as_deref().map(|d| Recorder::new(&rt, d)).transpose()?;
     let mut play = match &args.file {
         Some(f) => {
-            let (call, f) = (call.clone(), f.clone());
-            Some(Task::spawn(&rt, async move { call.play_ogg(f).await }))
+            let (call, f, clock) = (call.clone(), f.clone(), rt.clone());
+            Some(Task::spawn(&rt, async move { play_file(&clock, &call, &f).await }))
         }
         None => None,
     };

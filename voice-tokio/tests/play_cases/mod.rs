@@ -82,6 +82,79 @@ async fn file_with_a_timeout_leaves_once_the_file_has_played() {
     server.shutdown().await;
 }
 
+/// A 16-bit stereo WAV of a 440 Hz tone at 44.1 kHz.
+fn tone_wav(secs: f32) -> Vec<u8> {
+    let rate = 44_100u32;
+    let mut data = Vec::new();
+    for i in 0..(rate as f32 * secs) as usize {
+        let v = (0.4 * (std::f32::consts::TAU * 440.0 * i as f32 / rate as f32).sin() * 32767.0) as i16;
+        data.extend_from_slice(&v.to_le_bytes());
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut w = b"RIFF".to_vec();
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32, 0x0002_0001, rate, rate * 4, 0x0010_0004] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_takes_any_format_a_wav_is_decoded_resampled_and_encoded() {
+    let server = server().await;
+    let (guild, channel) = (Snowflake(73), Snowflake(74));
+    let info = server.join_wss(guild, channel, Snowflake(83));
+    let listener = voice_driver::connect(listener_runtime(), info, driver_config(&server)).await.expect("listener");
+    let mut heard = listener.take_audio().unwrap();
+    let dir = std::env::temp_dir().join(format!("play-wav-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("tone.wav");
+    std::fs::write(&wav, tone_wav(2.0)).unwrap();
+    let info = server.join(guild, channel, Snowflake(84));
+    let run = Command::new(play_binary())
+        .args(["--endpoint", &info.endpoint, "--plain-ws", "--token", info.token.expose()])
+        .args(["--session", &info.session_id, "--user", "84", "--guild", "73", "--channel", "74"])
+        .args(["--file", wav.to_str().unwrap(), "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run).await.expect("play hung").expect("play ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "play failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("summary")).expect("summary line");
+    // Two seconds: 100 frames (give or take the resampler's last one).
+    let sent = number_after(line, "sent").expect("sent");
+    assert!((99..=101).contains(&sent), "{line}");
+    // The listener hears the tone: decode its Opus and find 440 Hz.
+    let mut dec = ropus::Decoder::new(48_000, ropus::Channels::Stereo).unwrap();
+    let (mut pcm, mut out) = (Vec::new(), vec![0f32; 5760 * 2]);
+    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(500), heard.recv()).await {
+        if p.opus.as_ref() != [0xF8, 0xFF, 0xFE] {
+            let n = dec.decode_float(&p.opus, &mut out, ropus::DecodeMode::Normal).unwrap();
+            pcm.extend(out[..n * 2].chunks_exact(2).map(|s| s[0]));
+        }
+    }
+    assert!(pcm.len() >= 96 * 960, "{} samples heard", pcm.len());
+    let x = &pcm[9_600..86_400];
+    let w = std::f32::consts::TAU * 440.0 / 48_000.0;
+    let (mut s1, mut s2) = (0f32, 0f32);
+    for &v in x {
+        let s = v + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let level = 2.0 * (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2).max(0.0).sqrt() / x.len() as f32;
+    assert!((level - 0.4).abs() < 0.05, "440 Hz heard at {level}");
+    let _ = std::fs::remove_dir_all(&dir);
+    listener.close().await.unwrap();
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offline_demo_counts_the_same_things_on_both_sides() {
     let run = Command::new(play_binary()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output();
