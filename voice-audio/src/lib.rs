@@ -5,6 +5,9 @@
 //! encode Opus once per 20 ms ([`OpusEncoder`], ropus: a pure-Rust port
 //! of libopus). A [`Player`] runs the mixer and encoder on a thread of its
 //! own, off the driver's hot path, and feeds a call's frame queue.
+//! [`Hearing`] turns each user's received Opus into clean PCM: a playout
+//! buffer per user (order restored, duplicates and late packets dropped,
+//! gaps rebuilt from FEC or concealed), and speaking from the audio.
 //!
 //! ```no_run
 //! # async fn run(call: voice_driver::Call) -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +23,7 @@
 mod decode;
 mod encode;
 mod error;
+mod hear;
 mod mixer;
 mod player;
 mod resample;
@@ -27,5 +31,6 @@ mod resample;
 pub use decode::AudioFile;
 pub use encode::{FRAME_LEN, FRAME_SAMPLES, Frame, OpusEncoder};
 pub use error::AudioError;
+pub use hear::{Heard, Hearing, HearingStats};
 pub use mixer::{Mixer, PlayState, TrackEvent, TrackHandle, TrackId};
 pub use player::{FrameOut, Player, PlayerStats};
