@@ -7,7 +7,8 @@
 //! own, off the driver's hot path, and feeds a call's frame queue.
 //! [`Hearing`] turns each user's received Opus into clean PCM: a playout
 //! buffer per user (order restored, duplicates and late packets dropped,
-//! gaps rebuilt from FEC or concealed), and speaking from the audio.
+//! gaps rebuilt from FEC or concealed), and speaking from the audio;
+//! [`Recording`] writes it to WAV per user and mixed.
 //!
 //! ```no_run
 //! # async fn run(call: voice_driver::Call) -> Result<(), Box<dyn std::error::Error>> {
@@ -26,6 +27,7 @@ mod error;
 mod hear;
 mod mixer;
 mod player;
+mod record;
 mod resample;
 
 pub use decode::AudioFile;
@@ -34,3 +36,4 @@ pub use error::AudioError;
 pub use hear::{Heard, Hearing, HearingStats};
 pub use mixer::{Mixer, PlayState, TrackEvent, TrackHandle, TrackId};
 pub use player::{FrameOut, Player, PlayerStats};
+pub use record::{Recording, WavWriter};

@@ -136,3 +136,47 @@ fn a_pause_ends_the_talk_spurt_and_the_next_one_starts_fresh() {
     let s = h.stats(USER).unwrap();
     assert_eq!((s.decoded, s.concealed, s.late), (50, 0, 0));
 }
+
+#[test]
+fn recordings_line_up_per_user_and_mixed() {
+    use voice_audio::{AudioFile, Recording};
+    let dir = std::env::temp_dir().join(format!("voice-audio-rec-{}", std::process::id()));
+    let (a, b) = (Snowflake(1), Snowflake(2));
+    let tone = |freq: f32, tick: usize| {
+        let mut f = Box::new([0f32; FRAME_LEN]);
+        for (i, s) in f.chunks_exact_mut(2).enumerate() {
+            let v = 0.3 * (TAU * freq * (tick * 960 + i) as f32 / 48_000.0).sin();
+            s[0] = v;
+            s[1] = v;
+        }
+        f
+    };
+    let mut rec = Recording::create(&dir).unwrap();
+    for tick in 0..50 {
+        let mut heard = vec![Heard::Audio(a, tone(440.0, tick))];
+        if (20..40).contains(&tick) {
+            heard.push(Heard::Audio(b, tone(1000.0, tick)));
+        }
+        rec.add(&heard).unwrap();
+    }
+    let paths = rec.finish().unwrap();
+    assert_eq!(paths.len(), 3);
+    let frames = |name: &str| {
+        let mut f = AudioFile::open(dir.join(name)).unwrap();
+        let mut frame = [0f32; FRAME_LEN];
+        let mut all = Vec::new();
+        while f.next_frame(&mut frame).unwrap() {
+            all.push(frame);
+        }
+        all
+    };
+    let (mix, fa, fb) = (frames("mix.wav"), frames("1.wav"), frames("2.wav"));
+    assert_eq!((mix.len(), fa.len(), fb.len()), (50, 50, 50), "one timeline");
+    assert!(fb[..20].iter().chain(&fb[40..]).all(|f| f.iter().all(|&s| s == 0.0)), "silent outside its turn");
+    assert!(fb[25].iter().any(|&s| s.abs() > 0.1));
+    // The mix is the sum.
+    for (m, (x, y)) in mix[30].iter().zip(fa[30].iter().zip(fb[30].iter())) {
+        assert!((m - (x + y)).abs() < 2.0 / 32767.0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -100,12 +100,36 @@ struct Recorder {
     files: HashMap<Snowflake, OggOpusWriter<std::io::BufWriter<std::fs::File>>>,
     packets: u64,
     last: Option<Instant>,
+    /// Decoded: each user through a playout buffer, to WAV in `decoded/`.
+    hearing: voice_audio::Hearing,
+    decoded: voice_audio::Recording,
+    next_play: Instant,
 }
 
 impl Recorder {
     fn new(rt: &Arc<dyn Runtime>, dir: &Path) -> Result<Self, BoxError> {
         std::fs::create_dir_all(dir)?;
-        Ok(Recorder { rt: rt.clone(), dir: dir.to_owned(), files: HashMap::new(), packets: 0, last: None })
+        Ok(Recorder {
+            rt: rt.clone(),
+            dir: dir.to_owned(),
+            files: HashMap::new(),
+            packets: 0,
+            last: None,
+            hearing: voice_audio::Hearing::new(3),
+            decoded: voice_audio::Recording::create(dir.join("decoded"))?,
+            next_play: rt.now(),
+        })
+    }
+
+    /// The playout clock: one 20 ms tick of every user's buffer per 20 ms
+    /// passed (caught up when packets arrive).
+    fn play_out(&mut self, until: Instant) -> Result<(), BoxError> {
+        while self.next_play <= until {
+            let heard = self.hearing.tick();
+            self.decoded.add(&heard)?;
+            self.next_play += Duration::from_millis(20);
+        }
+        Ok(())
     }
 
     fn now(&self) -> Instant {
@@ -123,11 +147,23 @@ impl Recorder {
         }
         self.packets += 1;
         self.last = Some(self.now());
-        Ok(())
+        self.hearing.push(p);
+        self.play_out(self.now())
     }
 
-    fn finish(self) -> Result<Vec<PathBuf>, BoxError> {
-        let mut paths = Vec::new();
+    fn finish(mut self) -> Result<Vec<PathBuf>, BoxError> {
+        // What is still buffered plays out.
+        let end = self.next_play + Duration::from_millis(200);
+        self.play_out(end)?;
+        for user in self.files.keys() {
+            if let Some(s) = self.hearing.stats(*user) {
+                println!(
+                    "  user {user}: {} packets, {} decoded, {} rebuilt from FEC, {} concealed, {} late, {} duplicates",
+                    s.packets, s.decoded, s.recovered_fec, s.concealed, s.late, s.duplicates
+                );
+            }
+        }
+        let mut paths = self.decoded.finish()?;
         for (user, w) in self.files {
             w.finish()?;
             paths.push(self.dir.join(format!("{user}.ogg")));

@@ -180,4 +180,9 @@ async fn the_offline_demo_counts_the_same_things_on_both_sides() {
     assert_eq!(sent, (Some(frames), Some(5)), "{player}");
     assert_eq!(received, sent, "{listener}");
     assert!(stdout.contains("identical to the file: yes"), "{stdout}");
+    // Decoded per user through the playout buffer, nothing concealed.
+    let n = frames + 5;
+    let decoded = format!("user 10: {n} packets, {n} decoded, 0 rebuilt from FEC, 0 concealed, 0 late");
+    assert!(stdout.contains(&decoded), "{stdout}");
+    assert!(stdout.contains("decoded/10.wav") && stdout.contains("decoded/mix.wav"), "{stdout}");
 }
