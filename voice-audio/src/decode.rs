@@ -64,6 +64,15 @@ impl AudioFile {
         Self::from_source(Box::new(ReadOnlySource::new(reader)), Hint::new())
     }
 
+    /// The standard output of a program (a user's `ffmpeg` or `yt-dlp`,
+    /// say: `Command::new("yt-dlp").args(["-o", "-", url])`), which is
+    /// started here and read as it writes.
+    pub fn from_command(command: &mut std::process::Command) -> Result<Self, AudioError> {
+        let mut child = command.stdout(std::process::Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().ok_or(AudioError::Unsupported("no standard output".into()))?;
+        Self::from_reader(stdout)
+    }
+
     /// Bytes in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, AudioError> {
         Self::from_source(Box::new(std::io::Cursor::new(bytes)), Hint::new())

@@ -274,3 +274,13 @@ fn garbage_is_an_error_not_a_panic() {
         }
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_programs_output_is_a_source() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tone.mp3");
+    let f = AudioFile::from_command(std::process::Command::new("cat").arg(path)).unwrap();
+    let (l, _, frames) = decode_all(f);
+    assert!((49..=54).contains(&frames), "{frames}");
+    assert!((level(&l[9_600..38_400], 440.0) - 0.4).abs() < 0.05);
+}
