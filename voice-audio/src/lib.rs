@@ -15,9 +15,9 @@
 //! use voice_audio::{AudioFile, Player};
 //!
 //! let player = Player::start(call.frame_sink(), 64_000)?;
-//! let music = player.play(AudioFile::open("song.mp3")?);
+//! let music = player.play(AudioFile::open("song.mp3")?)?;
 //! music.set_volume(0.5);
-//! player.play(AudioFile::open("ding.wav")?); // mixed over the music
+//! player.play(AudioFile::open("ding.wav")?)?; // mixed over the music
 //! # Ok(()) }
 //! ```
 
@@ -27,6 +27,7 @@ mod error;
 mod hear;
 mod mixer;
 mod player;
+mod prefetch;
 mod record;
 mod resample;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::decode::AudioFile;
 use crate::encode::{FRAME_LEN, Frame};
+use crate::prefetch::{Producer, Pull};
 
 /// A track's id, unique within its mixer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,7 +124,7 @@ impl TrackHandle {
 
 struct Track {
     id: TrackId,
-    file: AudioFile,
+    file: Box<dyn Producer>,
     ctl: Arc<Control>,
     started: bool,
     /// The state the mixer last acted on (for Paused/Resumed events).
@@ -147,6 +148,7 @@ pub struct Mixer {
     queue: VecDeque<Track>,
     events: Vec<TrackEvent>,
     next_id: u64,
+    underruns: u64,
     scratch: Vec<f32>,
 }
 
@@ -164,6 +166,11 @@ impl Mixer {
 
     /// Mixes `file` in from the next frame, over whatever plays.
     pub fn play(&mut self, file: AudioFile) -> TrackHandle {
+        self.play_from(Box::new(file))
+    }
+
+    /// Mixes a source in from the next frame.
+    pub(crate) fn play_from(&mut self, file: Box<dyn Producer>) -> TrackHandle {
         let (track, handle) = self.track(file, PlayState::Playing);
         self.free.push(track);
         handle
@@ -171,6 +178,11 @@ impl Mixer {
 
     /// Adds `file` to the queue: it plays once those before it ended.
     pub fn enqueue(&mut self, file: AudioFile) -> TrackHandle {
+        self.enqueue_from(Box::new(file))
+    }
+
+    /// Queues a source.
+    pub(crate) fn enqueue_from(&mut self, file: Box<dyn Producer>) -> TrackHandle {
         let state = if self.queue.is_empty() { PlayState::Playing } else { PlayState::Queued };
         let (track, handle) = self.track(file, state);
         self.queue.push_back(track);
@@ -236,7 +248,13 @@ impl Mixer {
         any
     }
 
-    fn track(&mut self, file: AudioFile, state: PlayState) -> (Track, TrackHandle) {
+    /// Frames a playing track had nothing for (its source was behind):
+    /// they were mixed as silence.
+    pub fn underruns(&self) -> u64 {
+        self.underruns
+    }
+
+    fn track(&mut self, file: Box<dyn Producer>, state: PlayState) -> (Track, TrackHandle) {
         self.next_id += 1;
         let id = TrackId(self.next_id);
         let ctl = Arc::new(Control {
@@ -284,15 +302,22 @@ impl Mixer {
             Ok(f) => f,
             Err(_) => return Some(false),
         };
-        let mut got = t.file.next_frame(frame);
-        if matches!(got, Ok(false)) && t.ctl.looping.load(Ordering::Relaxed) {
-            got = t.file.seek(Duration::ZERO).and_then(|()| t.file.next_frame(frame));
+        let mut got = t.file.pull(frame);
+        if matches!(got, Ok(Pull::Ended)) && t.ctl.looping.load(Ordering::Relaxed) {
+            got = t.file.seek(Duration::ZERO).and_then(|()| t.file.pull(frame));
             t.ctl.position.store(0, Ordering::Relaxed);
             self.events.push(TrackEvent::Looped(id));
         }
         match got {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Pull::Frame) => {}
+            // Decoding is behind: before the first frame, the track is not
+            // playing yet; after it, this slot is silence (counted).
+            Ok(Pull::NotYet) if !t.started => return Some(false),
+            Ok(Pull::NotYet) => {
+                self.underruns += 1;
+                return Some(true);
+            }
+            Ok(Pull::Ended) => {
                 t.set_state(PlayState::Ended);
                 self.events.push(TrackEvent::Ended(id));
                 return None;

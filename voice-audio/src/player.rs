@@ -14,6 +14,7 @@ use crate::AudioError;
 use crate::decode::AudioFile;
 use crate::encode::{FRAME_LEN, OpusEncoder};
 use crate::mixer::{Mixer, TrackEvent, TrackHandle};
+use crate::prefetch::Prefetch;
 
 /// Frames encoded ahead of the driver: pause, volume and skips take effect
 /// within this many frames (60 ms).
@@ -46,6 +47,8 @@ pub struct PlayerStats {
     pub encode_errors: u64,
     /// Track events dropped because nobody read them.
     pub events_dropped: u64,
+    /// Frames a playing track's source had nothing for (mixed as silence).
+    pub underruns: u64,
 }
 
 struct Shared {
@@ -90,18 +93,22 @@ impl Player {
         Ok(Player { shared, events: Mutex::new(Some(rx)) })
     }
 
-    /// Mixes `file` in now, over whatever plays.
-    pub fn play(&self, file: AudioFile) -> TrackHandle {
-        let h = self.mixer().play(file);
+    /// Mixes `file` in now, over whatever plays. It is decoded ahead on a
+    /// thread of its own: a slow source underruns into silence (counted in
+    /// [`PlayerStats::underruns`]) and stalls nothing else.
+    pub fn play(&self, file: AudioFile) -> Result<TrackHandle, AudioError> {
+        let source = Prefetch::spawn(file)?;
+        let h = self.mixer().play_from(Box::new(source));
         self.shared.wake.notify_one();
-        h
+        Ok(h)
     }
 
-    /// Queues `file` after the queue's tracks.
-    pub fn enqueue(&self, file: AudioFile) -> TrackHandle {
-        let h = self.mixer().enqueue(file);
+    /// Queues `file` after the queue's tracks (decoded ahead once queued).
+    pub fn enqueue(&self, file: AudioFile) -> Result<TrackHandle, AudioError> {
+        let source = Prefetch::spawn(file)?;
+        let h = self.mixer().enqueue_from(Box::new(source));
         self.shared.wake.notify_one();
-        h
+        Ok(h)
     }
 
     /// The track events (started, paused, resumed, looped, ended, errored);
@@ -116,6 +123,7 @@ impl Player {
             frames_encoded: self.shared.frames.load(Ordering::Relaxed),
             encode_errors: self.shared.encode_errors.load(Ordering::Relaxed),
             events_dropped: self.shared.events_dropped.load(Ordering::Relaxed),
+            underruns: self.mixer().underruns(),
         }
     }
 

@@ -229,7 +229,7 @@ fn a_player_encodes_what_plays_and_then_nothing() {
     let out = Collect::default();
     let player = Player::start(out.clone(), 64_000).unwrap();
     let mut events = player.take_events().unwrap();
-    let t = player.play(file(44_100, 2, 0.3, &[(440.0, 0.5)]));
+    let t = player.play(file(44_100, 2, 0.3, &[(440.0, 0.5)])).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while t.state() != PlayState::Ended && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -283,4 +283,86 @@ fn a_programs_output_is_a_source() {
     let (l, _, frames) = decode_all(f);
     assert!((49..=54).contains(&frames), "{frames}");
     assert!((level(&l[9_600..38_400], 440.0) - 0.4).abs() < 0.05);
+}
+
+/// A call's frame queue as the driver drains it: one frame per 20 ms.
+#[derive(Clone)]
+struct Paced {
+    queue: Arc<Mutex<std::collections::VecDeque<Bytes>>>,
+    taken: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl Paced {
+    fn start(frames: usize) -> Self {
+        let p = Paced { queue: Arc::default(), taken: Arc::default() };
+        let (queue, taken) = (p.queue.clone(), p.taken.clone());
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            for i in 1..=frames as u32 {
+                let due = start + Duration::from_millis(20) * i;
+                std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                if let Some(f) = queue.lock().unwrap().pop_front() {
+                    taken.lock().unwrap().push(f);
+                }
+            }
+        });
+        p
+    }
+}
+
+impl FrameOut for Paced {
+    fn send(&self, frame: Bytes) -> bool {
+        self.queue.lock().unwrap().push_back(frame);
+        true
+    }
+    fn queued(&self) -> usize {
+        self.queue.lock().unwrap().len()
+    }
+}
+
+/// A reader that stops for `stall` once `after` bytes have been read.
+struct Stalling {
+    inner: std::io::Cursor<Vec<u8>>,
+    after: u64,
+    stall: Duration,
+    stalled: bool,
+}
+
+impl std::io::Read for Stalling {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.stalled && self.inner.position() >= self.after {
+            self.stalled = true;
+            std::thread::sleep(self.stall);
+        }
+        let n = buf.len().min(4096);
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+#[test]
+fn a_stalling_source_underruns_into_silence_without_a_burst_or_a_stall_elsewhere() {
+    // 2 s of 440 Hz whose reader stops for 600 ms after 0.4 s of audio,
+    // mixed with a steady 1 kHz track; the consumer takes a frame per 20 ms.
+    let bytes = wav(48_000, 2, 0.3, &[(440.0, 2.0)]);
+    let slow = Stalling {
+        inner: std::io::Cursor::new(bytes),
+        after: 77_000,
+        stall: Duration::from_millis(600),
+        stalled: false,
+    };
+    let out = Paced::start(150);
+    let player = Player::start(out.clone(), 64_000).unwrap();
+    let steady = player.play(file(48_000, 2, 0.3, &[(1000.0, 6.0)])).unwrap();
+    let t = player.play(AudioFile::from_reader(slow).unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(3_100));
+    let stats = player.stats();
+    // The stall outlasts the 500 ms decoded ahead: some 5 frames of it at
+    // least went out as silence for that track, and only for that track.
+    assert!(stats.underruns >= 3, "{stats:?}");
+    assert_eq!(t.state(), PlayState::Ended, "the slow track still played to its end");
+    assert_eq!(steady.state(), PlayState::Playing);
+    // No burst: the queue never held more than the player's few frames.
+    assert!(out.queue.lock().unwrap().len() <= 3);
+    let taken = out.taken.lock().unwrap().len();
+    assert!(taken >= 140, "the consumer found a frame nearly every time: {taken} of 150");
 }

@@ -291,7 +291,7 @@ async fn play_file(rt: &Arc<dyn Runtime>, call: &Call, path: &Path) -> Result<u6
         return Ok(call.play_ogg(path).await?);
     }
     let player = voice_audio::Player::start(call.frame_sink(), 64_000)?;
-    let track = player.play(voice_audio::AudioFile::open(path)?);
+    let track = player.play(voice_audio::AudioFile::open(path)?)?;
     while track.state() != voice_audio::PlayState::Ended {
         voice_driver::runtime::sleep(&**rt, Duration::from_millis(50)).await;
     }
