@@ -38,6 +38,9 @@ pub struct AudioFile {
     decoded: Vec<f32>,
     /// 48 kHz stereo samples not yet handed out.
     ready: VecDeque<f32>,
+    /// Per whole frame in `ready`: the Opus packet it was decoded from,
+    /// when it is exactly one 20 ms packet (it can be sent as it is).
+    packets: VecDeque<Option<bytes::Bytes>>,
     ended: bool,
 }
 
@@ -112,6 +115,7 @@ impl AudioFile {
             resampler,
             decoded: Vec::new(),
             ready: VecDeque::new(),
+            packets: VecDeque::new(),
             ended: false,
         })
     }
@@ -119,16 +123,36 @@ impl AudioFile {
     /// Fills `frame` with the next 20 ms; `false` once the audio has ended
     /// (the last frame is padded with silence and returned `true` first).
     pub fn next_frame(&mut self, frame: &mut Frame) -> Result<bool, AudioError> {
+        Ok(self.next_frame_and_packet(frame)?.is_some())
+    }
+
+    /// Like [`AudioFile::next_frame`], with the Opus packet the frame was
+    /// decoded from when it is exactly one 20 ms packet of an Opus file:
+    /// `Some(Some(packet))`, which a lone track at full volume can send
+    /// without re-encoding. `None` once the audio has ended.
+    pub fn next_frame_and_packet(&mut self, frame: &mut Frame) -> Result<Option<Option<bytes::Bytes>>, AudioError> {
         while self.ready.len() < FRAME_LEN && !self.ended {
             self.decode_more()?;
         }
         if self.ready.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         for s in frame.iter_mut() {
             *s = self.ready.pop_front().unwrap_or(0.0);
         }
-        Ok(true)
+        Ok(Some(self.packets.pop_front().flatten()))
+    }
+
+    /// `samples` were appended to `ready`, from `packet` if they are one
+    /// whole 20 ms Opus packet starting on a frame boundary.
+    fn appended(&mut self, before: usize, packet: Option<bytes::Bytes>) {
+        let after = self.ready.len();
+        let frames = after / FRAME_LEN - before / FRAME_LEN;
+        let whole = before.is_multiple_of(FRAME_LEN) && after - before == FRAME_LEN;
+        let mut packet = packet.filter(|_| whole);
+        for _ in 0..frames {
+            self.packets.push_back(packet.take());
+        }
     }
 
     /// Jumps to `position` from the start.
@@ -148,6 +172,7 @@ impl AudioFile {
             r.reset();
         }
         self.ready.clear();
+        self.packets.clear();
         self.ended = false;
         Ok(())
     }
@@ -165,6 +190,7 @@ impl AudioFile {
             return Ok(());
         }
         self.decoded.clear();
+        let opus = matches!(self.codec, Codec::Opus(_)).then(|| bytes::Bytes::copy_from_slice(&packet.data));
         match &mut self.codec {
             Codec::Symphonia(d) => match d.decode(&packet) {
                 Ok(buf) => buf.copy_to_vec_interleaved(&mut self.decoded),
@@ -187,17 +213,21 @@ impl AudioFile {
             }
         }
         let stereo = to_stereo(&self.decoded, self.channels);
+        let before = self.ready.len();
         match &mut self.resampler {
             Some(r) => r.push(&stereo, &mut self.ready)?,
             None => self.ready.extend(stereo),
         }
+        self.appended(before, opus.filter(|_| self.resampler.is_none()));
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), AudioError> {
         self.ended = true;
         if let Some(r) = &mut self.resampler {
+            let before = self.ready.len();
             r.flush(&mut self.ready)?;
+            self.appended(before, None);
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 //! own volume, pause, seek and loop ([`Mixer`], [`TrackHandle`]), and
 //! encode Opus once per 20 ms ([`OpusEncoder`], ropus: a pure-Rust port
 //! of libopus). A [`Player`] runs the mixer and encoder on a thread of its
-//! own, off the driver's hot path, and feeds a call's frame queue.
+//! own, off the driver's hot path, and feeds a call's frame queue; an Opus
+//! file playing alone at full volume goes out packet for packet, not
+//! re-encoded.
 //! [`Hearing`] turns each user's received Opus into clean PCM: a playout
 //! buffer per user (order restored, duplicates and late packets dropped,
 //! gaps rebuilt from FEC or concealed), and speaking from the audio;
@@ -35,6 +37,6 @@ pub use decode::AudioFile;
 pub use encode::{FRAME_LEN, FRAME_SAMPLES, Frame, OpusEncoder};
 pub use error::AudioError;
 pub use hear::{Heard, Hearing, HearingStats};
-pub use mixer::{Mixer, PlayState, TrackEvent, TrackHandle, TrackId};
+pub use mixer::{Mixed, Mixer, PlayState, TrackEvent, TrackHandle, TrackId};
 pub use player::{FrameOut, Player, PlayerStats};
 pub use record::{Recording, WavWriter};

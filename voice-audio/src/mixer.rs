@@ -129,6 +129,8 @@ struct Track {
     started: bool,
     /// The state the mixer last acted on (for Paused/Resumed events).
     seen: PlayState,
+    /// The Opus packet of the frame just mixed, if it was one whole packet.
+    packet: Option<bytes::Bytes>,
 }
 
 impl Track {
@@ -141,6 +143,18 @@ impl Track {
     }
 }
 
+/// What a frame of the mixer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mixed {
+    /// No track played: nothing to send.
+    Nothing,
+    /// PCM to encode.
+    Pcm,
+    /// One Opus packet to send as it is.
+    Packet(bytes::Bytes),
+}
+
 /// Tracks mixed 20 ms at a time.
 #[derive(Default)]
 pub struct Mixer {
@@ -149,6 +163,8 @@ pub struct Mixer {
     events: Vec<TrackEvent>,
     next_id: u64,
     underruns: u64,
+    /// The tracks whose audio went into the last frame.
+    contributed: Vec<TrackId>,
     scratch: Vec<f32>,
 }
 
@@ -210,9 +226,29 @@ impl Mixer {
         std::mem::take(&mut self.events)
     }
 
+    /// Like [`Mixer::mix`], and when a single track played at full volume
+    /// from an Opus file, its packet as it was (`Mixed::Packet`): nothing
+    /// to encode, no quality lost to re-encoding.
+    pub fn mix_or_pass(&mut self, out: &mut Frame) -> Mixed {
+        if !self.mix(out) {
+            return Mixed::Nothing;
+        }
+        if let [only] = self.contributed[..] {
+            let track = self.free.iter().chain(self.queue.front()).find(|t| t.id == only);
+            if let Some(t) = track
+                && f32::from_bits(t.ctl.volume.load(Ordering::Relaxed)) == 1.0
+                && let Some(p) = t.packet.clone()
+            {
+                return Mixed::Packet(p);
+            }
+        }
+        Mixed::Pcm
+    }
+
     /// Mixes the next 20 ms into `out`; `false` when no track played (the
     /// frame is then silent and need not be sent).
     pub fn mix(&mut self, out: &mut Frame) -> bool {
+        self.contributed.clear();
         out.fill(0.0);
         self.scratch.resize(FRAME_LEN, 0.0);
         let mut any = false;
@@ -265,7 +301,7 @@ impl Mixer {
             seek: Mutex::new(None),
             position: AtomicU64::new(0),
         });
-        let track = Track { id, file, ctl: ctl.clone(), started: false, seen: state };
+        let track = Track { id, file, ctl: ctl.clone(), started: false, seen: state, packet: None };
         (track, TrackHandle { id, ctl })
     }
 
@@ -309,7 +345,9 @@ impl Mixer {
             self.events.push(TrackEvent::Looped(id));
         }
         match got {
-            Ok(Pull::Frame) => {}
+            Ok(Pull::Frame(packet)) => {
+                t.packet = packet;
+            }
             // Decoding is behind: before the first frame, the track is not
             // playing yet; after it, this slot is silence (counted).
             Ok(Pull::NotYet) if !t.started => return Some(false),
@@ -333,6 +371,7 @@ impl Mixer {
             self.events.push(TrackEvent::Started(id));
         }
         t.ctl.position.fetch_add(1, Ordering::Relaxed);
+        self.contributed.push(id);
         let volume = f32::from_bits(t.ctl.volume.load(Ordering::Relaxed));
         for (o, s) in out.iter_mut().zip(frame.iter()) {
             *o += s * volume;

@@ -13,7 +13,7 @@ use voice_driver::FrameSink;
 use crate::AudioError;
 use crate::decode::AudioFile;
 use crate::encode::{FRAME_LEN, OpusEncoder};
-use crate::mixer::{Mixer, TrackEvent, TrackHandle};
+use crate::mixer::{Mixed, Mixer, TrackEvent, TrackHandle};
 use crate::prefetch::Prefetch;
 
 /// Frames encoded ahead of the driver: pause, volume and skips take effect
@@ -43,6 +43,8 @@ impl FrameOut for FrameSink {
 pub struct PlayerStats {
     /// Frames mixed and encoded.
     pub frames_encoded: u64,
+    /// Opus packets sent as they were (a lone Opus track at full volume).
+    pub frames_passed_through: u64,
     /// Frames that failed to encode (skipped).
     pub encode_errors: u64,
     /// Track events dropped because nobody read them.
@@ -56,6 +58,7 @@ struct Shared {
     wake: Condvar,
     stop: AtomicBool,
     frames: AtomicU64,
+    passed: AtomicU64,
     encode_errors: AtomicU64,
     events_dropped: AtomicU64,
     events: tokio::sync::mpsc::Sender<TrackEvent>,
@@ -84,6 +87,7 @@ impl Player {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             frames: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
             encode_errors: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             events: tx,
@@ -121,6 +125,7 @@ impl Player {
     pub fn stats(&self) -> PlayerStats {
         PlayerStats {
             frames_encoded: self.shared.frames.load(Ordering::Relaxed),
+            frames_passed_through: self.shared.passed.load(Ordering::Relaxed),
             encode_errors: self.shared.encode_errors.load(Ordering::Relaxed),
             events_dropped: self.shared.events_dropped.load(Ordering::Relaxed),
             underruns: self.mixer().underruns(),
@@ -148,7 +153,8 @@ fn run(s: &Shared, out: impl FrameOut, mut encoder: OpusEncoder) {
             continue;
         }
         let mut m = s.mixer.lock().unwrap_or_else(PoisonError::into_inner);
-        let played = m.mix(&mut frame);
+        let mixed = m.mix_or_pass(&mut frame);
+        let played = mixed != Mixed::Nothing;
         for e in m.take_events() {
             if s.events.try_send(e).is_err() {
                 s.events_dropped.fetch_add(1, Ordering::Relaxed);
@@ -162,6 +168,14 @@ fn run(s: &Shared, out: impl FrameOut, mut encoder: OpusEncoder) {
             continue;
         }
         drop(m);
+        if let Mixed::Packet(packet) = mixed {
+            // A lone Opus track at full volume: sent as it is.
+            s.passed.fetch_add(1, Ordering::Relaxed);
+            if !out.send(packet) {
+                return;
+            }
+            continue;
+        }
         match encoder.encode(&frame) {
             Ok(packet) => {
                 s.frames.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::AudioError;
 use crate::decode::AudioFile;
 use crate::encode::{FRAME_LEN, Frame};
@@ -17,8 +19,9 @@ const AHEAD: usize = 25;
 
 /// What a track's source has for the mixer now.
 pub(crate) enum Pull {
-    /// A frame was written.
-    Frame,
+    /// A frame was written, with its Opus packet if it is one whole 20 ms
+    /// packet of an Opus file.
+    Frame(Option<Bytes>),
     /// Nothing yet: decoding is behind.
     NotYet,
     /// The audio has ended.
@@ -33,7 +36,10 @@ pub(crate) trait Producer: Send {
 
 impl Producer for AudioFile {
     fn pull(&mut self, out: &mut Frame) -> Result<Pull, AudioError> {
-        Ok(if self.next_frame(out)? { Pull::Frame } else { Pull::Ended })
+        Ok(match self.next_frame_and_packet(out)? {
+            Some(packet) => Pull::Frame(packet),
+            None => Pull::Ended,
+        })
     }
     fn seek(&mut self, to: Duration) -> Result<(), AudioError> {
         AudioFile::seek(self, to)
@@ -41,7 +47,7 @@ impl Producer for AudioFile {
 }
 
 enum Msg {
-    Frame(Box<Frame>),
+    Frame(Box<Frame>, Option<Bytes>),
     End,
     Error(String),
 }
@@ -75,9 +81,9 @@ impl Producer for Prefetch {
             match self.rx.try_recv() {
                 // From before the last seek.
                 Ok((g, _)) if g != self.generation => {}
-                Ok((_, Msg::Frame(f))) => {
+                Ok((_, Msg::Frame(f, packet))) => {
                     out.copy_from_slice(&f[..]);
-                    return Ok(Pull::Frame);
+                    return Ok(Pull::Frame(packet));
                 }
                 Ok((_, Msg::End)) => return Ok(Pull::Ended),
                 Ok((_, Msg::Error(e))) => return Err(AudioError::Decode(e)),
@@ -117,9 +123,9 @@ fn decode(mut file: AudioFile, tx: &SyncSender<(u64, Msg)>, ctl: &Control) {
             continue;
         }
         let mut frame = Box::new([0f32; FRAME_LEN]);
-        let msg = match file.next_frame(&mut frame) {
-            Ok(true) => Msg::Frame(frame),
-            Ok(false) => {
+        let msg = match file.next_frame_and_packet(&mut frame) {
+            Ok(Some(packet)) => Msg::Frame(frame, packet),
+            Ok(None) => {
                 done = true;
                 Msg::End
             }

@@ -210,23 +210,9 @@ fn a_queue_plays_in_order_and_a_stop_skips() {
     );
 }
 
-/// Frames collected as a call's queue would take them, one per take.
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<Bytes>>>);
-
-impl FrameOut for Collect {
-    fn send(&self, frame: Bytes) -> bool {
-        self.0.lock().unwrap().push(frame);
-        true
-    }
-    fn queued(&self) -> usize {
-        0
-    }
-}
-
 #[test]
 fn a_player_encodes_what_plays_and_then_nothing() {
-    let out = Collect::default();
+    let out = Paced::start(60);
     let player = Player::start(out.clone(), 64_000).unwrap();
     let mut events = player.take_events().unwrap();
     let t = player.play(file(44_100, 2, 0.3, &[(440.0, 0.5)])).unwrap();
@@ -234,12 +220,13 @@ fn a_player_encodes_what_plays_and_then_nothing() {
     while t.state() != PlayState::Ended && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let frames = out.0.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(150));
+    let frames = out.taken.lock().unwrap().len();
     assert!((25..=26).contains(&frames), "half a second is 25 frames: {frames}");
     assert_eq!(player.stats().frames_encoded as usize, frames);
+    assert_eq!(player.stats().underruns, 0);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(out.0.lock().unwrap().len(), frames, "nothing is encoded once nothing plays");
+    assert_eq!(out.taken.lock().unwrap().len(), frames, "nothing is encoded once nothing plays");
     assert_eq!(events.try_recv().unwrap(), TrackEvent::Started(t.id()));
     assert_eq!(events.try_recv().unwrap(), TrackEvent::Ended(t.id()));
 }
@@ -365,4 +352,32 @@ fn a_stalling_source_underruns_into_silence_without_a_burst_or_a_stall_elsewhere
     assert!(out.queue.lock().unwrap().len() <= 3);
     let taken = out.taken.lock().unwrap().len();
     assert!(taken >= 140, "the consumer found a frame nearly every time: {taken} of 150");
+}
+
+#[test]
+fn an_opus_file_alone_at_full_volume_goes_out_as_it_is() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tone.opus");
+    let packets = voice_driver::ogg::read_ogg_opus(&std::fs::read(path).unwrap()).unwrap();
+    let play = |volume: f32| {
+        let out = Paced::start(80);
+        let player = Player::start(out.clone(), 64_000).unwrap();
+        let t = player.play(AudioFile::open(path).unwrap()).unwrap();
+        t.set_volume(volume);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while t.state() != PlayState::Ended && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        let sent = out.taken.lock().unwrap().clone();
+        (sent, player.stats())
+    };
+    let (sent, stats) = play(1.0);
+    assert_eq!(sent.len(), packets.len(), "{stats:?}");
+    assert!(sent.iter().zip(&packets).all(|(a, b)| a[..] == b[..]), "packet for packet");
+    assert_eq!((stats.frames_passed_through, stats.frames_encoded), (packets.len() as u64, 0));
+    // At another volume it is decoded, scaled and encoded.
+    let (sent, stats) = play(0.5);
+    assert_eq!(stats.frames_passed_through, 0);
+    assert_eq!(stats.frames_encoded as usize, sent.len());
+    assert!(sent.iter().zip(&packets).any(|(a, b)| a[..] != b[..]));
 }

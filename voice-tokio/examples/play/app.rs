@@ -296,7 +296,8 @@ async fn play_file(rt: &Arc<dyn Runtime>, call: &Call, path: &Path) -> Result<u6
         voice_driver::runtime::sleep(&**rt, Duration::from_millis(50)).await;
     }
     call.flush().await?;
-    Ok(player.stats().frames_encoded)
+    let s = player.stats();
+    Ok(s.frames_encoded + s.frames_passed_through)
 }
 
 async fn demo(rt: Arc<dyn Runtime>) -> Result<(), BoxError> {
