@@ -129,36 +129,38 @@ impl<'a> ReceiverReport<'a> {
 
 /// Appends a receiver report from `ssrc` with `blocks` (at most 31) to `out`.
 pub fn build_receiver_report(ssrc: u32, blocks: &[ReportBlock], out: &mut Vec<u8>) -> Result<usize> {
-    if blocks.len() > 31 {
-        return Err(Error::OutOfRange("more than 31 report blocks"));
-    }
-    let words = 1 + blocks.len() * BLOCK_LEN / 4;
-    let start = out.len();
-    out.push(0x80 | blocks.len() as u8);
-    out.push(PacketType::ReceiverReport.as_u8());
-    out.extend_from_slice(&(words as u16).to_be_bytes());
-    out.extend_from_slice(&ssrc.to_be_bytes());
-    for b in blocks {
-        b.write(out);
-    }
-    Ok(out.len() - start)
+    build_report(PacketType::ReceiverReport, ssrc, None, blocks, out)
 }
 
 /// Appends a sender report from `ssrc` with `info` and `blocks` (at most
 /// 31) to `out`.
 pub fn build_sender_report(ssrc: u32, info: &SenderInfo, blocks: &[ReportBlock], out: &mut Vec<u8>) -> Result<usize> {
+    build_report(PacketType::SenderReport, ssrc, Some(info), blocks, out)
+}
+
+/// A report's header, its sender information if any, then its blocks.
+fn build_report(
+    packet_type: PacketType,
+    ssrc: u32,
+    info: Option<&SenderInfo>,
+    blocks: &[ReportBlock],
+    out: &mut Vec<u8>,
+) -> Result<usize> {
     if blocks.len() > 31 {
         return Err(Error::OutOfRange("more than 31 report blocks"));
     }
-    let words = 6 + blocks.len() * BLOCK_LEN / 4;
+    let info_words = if info.is_some() { 5 } else { 0 };
+    let words = 1 + info_words + blocks.len() * BLOCK_LEN / 4;
     let start = out.len();
     out.push(0x80 | blocks.len() as u8);
-    out.push(PacketType::SenderReport.as_u8());
+    out.push(packet_type.as_u8());
     out.extend_from_slice(&(words as u16).to_be_bytes());
     out.extend_from_slice(&ssrc.to_be_bytes());
-    out.extend_from_slice(&info.ntp_timestamp.to_be_bytes());
-    for v in [info.rtp_timestamp, info.packet_count, info.octet_count] {
-        out.extend_from_slice(&v.to_be_bytes());
+    if let Some(info) = info {
+        out.extend_from_slice(&info.ntp_timestamp.to_be_bytes());
+        for v in [info.rtp_timestamp, info.packet_count, info.octet_count] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
     }
     for b in blocks {
         b.write(out);
