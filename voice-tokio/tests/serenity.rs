@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use serenity::all::{ChannelId, GuildId, ShardRunnerMessage, UserId, VoiceGatewayManager};
@@ -83,20 +85,8 @@ async fn a_serenity_client_joins_plays_and_leaves_through_the_voice_manager() {
     assert!(voice.get(guild).is_some());
 
     // Audio through it reaches another member.
-    let info = server.join_wss(Snowflake(GUILD), Snowflake(CHANNEL), Snowflake(7));
-    let listener = voice_tokio::connect(info, config).await.unwrap();
-    let mut heard = listener.take_audio().unwrap();
-    call.wait_can_send(Duration::from_secs(10)).await.unwrap();
-    let frames: Vec<Vec<u8>> = (0..10u8).map(|i| vec![0xFC, 0xA0, i]).collect();
-    call.play(frames.clone()).await.unwrap();
-    let mut got = Vec::new();
-    while got.len() < frames.len() {
-        let p = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.expect("audio in time").unwrap();
-        if p.opus.len() == 3 && p.opus[0] == 0xFC {
-            got.push(p.opus.to_vec());
-        }
-    }
-    assert_eq!(got, frames);
+    let room = (Snowflake(GUILD), Snowflake(CHANNEL));
+    let listener = common::audio_reaches_another_member(&call, &server, room, config, 0xA0).await;
 
     // A shard reconnecting: its runner (and channel) ends, and op 4 waits
     // for the new runner's sender.

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,20 +121,8 @@ async fn a_twilight_shard_carries_op4_and_the_voice_dispatches() {
     assert_eq!(sent["d"]["channel_id"], CHANNEL.to_string());
 
     // Audio through it reaches another member.
-    let info = voice.join_wss(Snowflake(GUILD), Snowflake(CHANNEL), Snowflake(7));
-    let other = voice_tokio::connect(info, driver).await.unwrap();
-    let mut heard = other.take_audio().unwrap();
-    call.wait_can_send(Duration::from_secs(10)).await.unwrap();
-    let frames: Vec<Vec<u8>> = (0..10u8).map(|i| vec![0xFC, 0xB0, i]).collect();
-    call.play(frames.clone()).await.unwrap();
-    let mut got = Vec::new();
-    while got.len() < frames.len() {
-        let p = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.expect("audio in time").unwrap();
-        if p.opus.len() == 3 && p.opus[0] == 0xFC {
-            got.push(p.opus.to_vec());
-        }
-    }
-    assert_eq!(got, frames);
+    let room = (Snowflake(GUILD), Snowflake(CHANNEL));
+    let other = common::audio_reaches_another_member(&call, &voice, room, driver, 0xB0).await;
 
     tokio::time::timeout(Duration::from_secs(5), call.leave()).await.expect("left").unwrap();
     let sent = tokio::time::timeout(Duration::from_secs(5), op4s.recv()).await.unwrap().unwrap();
