@@ -4,11 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::f32::consts::TAU;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::level;
 use voice_audio::{AudioFile, FRAME_LEN, FrameOut, Mixer, OpusEncoder, PlayState, Player, TrackEvent};
 
 /// A 16-bit PCM WAV file in memory: `tones` of (frequency, seconds) one
@@ -43,19 +46,6 @@ fn wav(rate: u32, channels: u16, amplitude: f32, tones: &[(f32, f32)]) -> Vec<u8
 
 fn file(rate: u32, channels: u16, amplitude: f32, tones: &[(f32, f32)]) -> AudioFile {
     AudioFile::from_bytes(wav(rate, channels, amplitude, tones)).unwrap()
-}
-
-/// The amplitude of `freq` in `x` (48 kHz), by the Goertzel algorithm.
-fn level(x: &[f32], freq: f32) -> f32 {
-    let w = TAU * freq / 48_000.0;
-    let (mut s1, mut s2) = (0f32, 0f32);
-    for &v in x {
-        let s = v + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    2.0 * power.max(0.0).sqrt() / x.len() as f32
 }
 
 /// Every frame of a file, left channel and right channel apart.

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::f32::consts::TAU;
 
 use bytes::Bytes;
@@ -93,14 +95,7 @@ fn gaps_are_filled_order_restored_and_every_count_is_exact() {
 
     // The tone comes through, gaps and all.
     let left: Vec<f32> = audio[10..190].iter().flat_map(|f| f.chunks_exact(2).map(|s| s[0])).collect();
-    let w = TAU * 440.0 / 48_000.0;
-    let (mut s1, mut s2) = (0f32, 0f32);
-    for &v in &left {
-        let s = v + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let level = 2.0 * (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2).sqrt() / left.len() as f32;
+    let level = common::level(&left, 440.0);
     assert!((level - 0.4).abs() < 0.1, "440 Hz at {level}");
     assert_eq!(audio[0].len(), FRAME_LEN);
 }
