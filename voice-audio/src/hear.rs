@@ -48,6 +48,11 @@ pub struct HearingStats {
 pub enum Heard {
     /// The user started speaking (audio after silence).
     Started(Snowflake),
+    /// The Opus behind the [`Heard::Audio`] that follows it: the packet
+    /// it was decoded from, or `None` for a frame rebuilt in place of a
+    /// missing packet (from FEC or concealed). In play order, once each,
+    /// gaps included: what an Opus recording writes.
+    Opus(Snowflake, Option<Bytes>),
     /// 20 ms of the user's audio.
     Audio(Snowflake, Box<Frame>),
     /// The user stopped speaking (100 ms without audio).
@@ -134,9 +139,10 @@ impl User {
         self.buffer.insert(ext, opus);
     }
 
-    /// The next 20 ms, once `delay` frames are buffered; `None` while
-    /// nothing is there to play.
-    fn tick(&mut self, delay: usize, out: &mut Frame) -> Option<()> {
+    /// The next 20 ms, once `delay` frames are buffered, with the packet
+    /// it was decoded from (`None`: rebuilt for a missing one); `None`
+    /// while nothing is there to play.
+    fn tick(&mut self, delay: usize, out: &mut Frame) -> Option<Option<Bytes>> {
         let next = match self.next {
             Some(n) => n,
             None => {
@@ -151,11 +157,11 @@ impl User {
             self.next = Some(next + 1);
             if self.decode(&opus, ropus::DecodeMode::Normal, out) {
                 self.stats.decoded += 1;
-            } else {
-                self.stats.decode_errors += 1;
-                self.conceal(out);
+                return Some(Some(opus));
             }
-            return Some(());
+            self.stats.decode_errors += 1;
+            self.conceal(out);
+            return Some(None);
         }
         // A gap: play it only while later packets wait (else the stream
         // paused, and the user falls silent).
@@ -171,12 +177,12 @@ impl User {
                 .unwrap_or(false);
             if has_fec && self.decode(&opus, ropus::DecodeMode::Fec, out) {
                 self.stats.recovered_fec += 1;
-                return Some(());
+                return Some(None);
             }
         }
         self.conceal(out);
         self.stats.concealed += 1;
-        Some(())
+        Some(None)
     }
 
     fn decode(&mut self, opus: &[u8], mode: ropus::DecodeMode, out: &mut Frame) -> bool {
@@ -232,19 +238,21 @@ impl Hearing {
         user.push(packet.sequence, packet.opus.clone());
     }
 
-    /// The next 20 ms of every user: audio, and speaking starts and stops.
-    /// Call every 20 ms.
+    /// The next 20 ms of every user: audio (each [`Heard::Audio`] right
+    /// after its [`Heard::Opus`]), and speaking starts and stops. Call
+    /// every 20 ms.
     pub fn tick(&mut self) -> Vec<Heard> {
         let mut out = Vec::new();
         for (&user, u) in &mut self.users {
             let mut frame = Box::new([0f32; FRAME_LEN]);
             match u.tick(self.delay, &mut frame) {
-                Some(()) => {
+                Some(opus) => {
                     u.empty_ticks = 0;
                     if !u.speaking {
                         u.speaking = true;
                         out.push(Heard::Started(user));
                     }
+                    out.push(Heard::Opus(user, opus));
                     out.push(Heard::Audio(user, frame));
                 }
                 None => {

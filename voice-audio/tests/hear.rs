@@ -53,6 +53,7 @@ fn gaps_are_filled_order_restored_and_every_count_is_exact() {
     let dropped = [isolated, 100, 101, 102];
     let mut h = Hearing::new(3);
     let mut audio = Vec::new();
+    let mut opus = Vec::new();
     let mut events = Vec::new();
     for step in 0..215 {
         let mut arriving: Vec<usize> = match step {
@@ -75,6 +76,7 @@ fn gaps_are_filled_order_restored_and_every_count_is_exact() {
         for e in h.tick() {
             match e {
                 Heard::Audio(_, f) => audio.push(f),
+                Heard::Opus(_, o) => opus.push(o),
                 other => events.push(other),
             }
         }
@@ -91,6 +93,13 @@ fn gaps_are_filled_order_restored_and_every_count_is_exact() {
     assert_eq!(s.recovered_fec, fec);
     assert_eq!(s.concealed, 5 - fec);
     assert_eq!(audio.len(), 200, "every slot filled, none twice");
+    // The Opus behind each slot, in play order: the packet, or none where
+    // it was missing.
+    assert_eq!(opus.len(), 200);
+    for (i, o) in opus.iter().enumerate() {
+        let expect = (!missing.contains(&i)).then(|| p[i].clone());
+        assert_eq!(o, &expect, "slot {i}");
+    }
     assert_eq!(events, vec![Heard::Started(USER), Heard::Stopped(USER)]);
 
     // The tone comes through, gaps and all.
@@ -114,6 +123,7 @@ fn a_pause_ends_the_talk_spurt_and_the_next_one_starts_fresh() {
         for e in h.tick() {
             match e {
                 Heard::Audio(..) => frames += 1,
+                Heard::Opus(..) => {}
                 other => events.push(other),
             }
         }
@@ -122,6 +132,7 @@ fn a_pause_ends_the_talk_spurt_and_the_next_one_starts_fresh() {
         for e in h.tick() {
             match e {
                 Heard::Audio(..) => frames += 1,
+                Heard::Opus(..) => {}
                 other => events.push(other),
             }
         }
@@ -172,6 +183,96 @@ fn recordings_line_up_per_user_and_mixed() {
     // The mix is the sum.
     for (m, (x, y)) in mix[30].iter().zip(fa[30].iter().zip(fb[30].iter())) {
         assert!((m - (x + y)).abs() < 2.0 / 32767.0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The packets of an Ogg Opus file after its two headers, each with the
+/// granule position of the page it ends on.
+fn ogg_packets(path: &std::path::Path) -> Vec<(Vec<u8>, u64)> {
+    let mut r = ogg::PacketReader::new(std::fs::File::open(path).unwrap());
+    let mut out = Vec::new();
+    while let Some(p) = r.read_packet().unwrap() {
+        out.push((p.data.clone(), p.absgp_page()));
+    }
+    assert!(out[0].0.starts_with(b"OpusHead") && out[1].0.starts_with(b"OpusTags"));
+    out.split_off(2)
+}
+
+#[test]
+fn ogg_opus_recordings_keep_the_packets_and_count_every_gap() {
+    use voice_audio::{AudioFile, RecordFormat, Recording};
+    let dir = std::env::temp_dir().join(format!("voice-audio-ogg-{}", std::process::id()));
+    let p = packets();
+    let (a, b) = (USER, Snowflake(8));
+    let mut h = Hearing::new(3);
+    let mut rec = Recording::create_with(&dir, RecordFormat::OggOpus).unwrap();
+    const TICKS: usize = 260;
+    // A speaks from the start, loses 60 and 61, pauses from 120 to 160;
+    // B joins at 80 and speaks to 140.
+    let a_sends = |i: usize| i < 200 && !(120..160).contains(&i) && i != 60 && i != 61;
+    for tick in 0..TICKS {
+        if a_sends(tick) {
+            h.push(&packet(tick as u16, &p[tick]));
+        }
+        if (80..140).contains(&tick) {
+            h.push(&ReceivedAudio { user_id: b, ..packet((tick - 80) as u16, &p[tick - 80]) });
+        }
+        rec.add(&h.tick()).unwrap();
+    }
+    let paths = rec.finish().unwrap();
+    assert_eq!(paths.len(), 3);
+    assert_eq!(paths[0], dir.join("mix.opus"));
+
+    for (user, name) in [(a, "7.opus"), (b, "8.opus"), (a, "mix.opus")] {
+        let packets = ogg_packets(&dir.join(name));
+        assert_eq!(packets.len(), TICKS, "{name}: a packet per 20 ms of the timeline");
+        assert_eq!(packets.last().unwrap().1, (TICKS * 960) as u64, "{name}: the last granule counts every slot");
+        let mut last = 0;
+        for (_, g) in &packets {
+            assert!(*g >= last && g % 960 == 0, "{name}: granules rise by whole packets");
+            last = *g;
+        }
+        if name == "mix.opus" || user != a {
+            continue;
+        }
+        // A's slots: its packets in order, the two lost ones as zero-length
+        // frames, silence before its delay and through its pause.
+        let data: Vec<&[u8]> = packets.iter().map(|(d, _)| d.as_slice()).collect();
+        let start = data.iter().position(|d| d.len() > 3).unwrap();
+        assert_eq!(start, 2, "playout starts once three frames are buffered");
+        for slot in 0..TICKS {
+            let i = slot.wrapping_sub(start);
+            let expect: Vec<u8> = if slot < start || i >= 200 || (120..160).contains(&i) {
+                voice_driver::OPUS_SILENCE.to_vec()
+            } else if i == 60 || i == 61 {
+                vec![p[59][0] & !3]
+            } else {
+                p[i].to_vec()
+            };
+            assert_eq!(data[slot], expect.as_slice(), "slot {slot}");
+        }
+    }
+    // B's file starts with the recording: silence until it joined.
+    let b_packets = ogg_packets(&dir.join("8.opus"));
+    assert!(b_packets[..80].iter().all(|(d, _)| d.as_slice() == voice_driver::OPUS_SILENCE));
+    assert!(b_packets[85..135].iter().all(|(d, _)| d.len() > 3));
+
+    // The files decode: the tone is there while A speaks.
+    for name in ["7.opus", "mix.opus"] {
+        let mut f = AudioFile::open(dir.join(name)).unwrap();
+        let mut frame = [0f32; FRAME_LEN];
+        let mut left = Vec::new();
+        let mut frames = 0;
+        while f.next_frame(&mut frame).unwrap() {
+            if (10..50).contains(&frames) {
+                left.extend(frame.chunks_exact(2).map(|s| s[0]));
+            }
+            frames += 1;
+        }
+        assert!((TICKS - 1..=TICKS).contains(&frames), "{name}: {frames} frames");
+        let level = common::level(&left, 440.0);
+        assert!((level - 0.4).abs() < 0.12, "{name}: 440 Hz at {level}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

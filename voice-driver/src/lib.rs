@@ -45,3 +45,5 @@ pub use voice_proto::{
     ConnectionInfo, DisconnectReason, Event, GatewayEvent, Mode, ReconnectReason, RemoteReport, RtcpStats, SourceStats,
     SpeakingFlags, State, Stats, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate,
 };
+/// The Opus frame of silence the driver sends after audio stops.
+pub use voice_rtp::OPUS_SILENCE;
