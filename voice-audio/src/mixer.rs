@@ -338,9 +338,16 @@ impl Mixer {
             Ok(f) => f,
             Err(_) => return Some(false),
         };
-        let mut got = t.file.pull(frame);
-        if matches!(got, Ok(Pull::Ended)) && t.ctl.looping.load(Ordering::Relaxed) {
-            got = t.file.seek(Duration::ZERO).and_then(|()| t.file.pull(frame));
+        let looping = t.ctl.looping.load(Ordering::Relaxed);
+        let mut got = t.file.pull(frame, looping);
+        if matches!(got, Ok(Pull::Looped)) {
+            // The source went round by itself (a prefetched one, ahead).
+            got = t.file.pull(frame, looping);
+            t.ctl.position.store(0, Ordering::Relaxed);
+            self.events.push(TrackEvent::Looped(id));
+        } else if matches!(got, Ok(Pull::Ended)) && looping {
+            // Looping was asked for after the source had ended.
+            got = t.file.seek(Duration::ZERO).and_then(|()| t.file.pull(frame, looping));
             t.ctl.position.store(0, Ordering::Relaxed);
             self.events.push(TrackEvent::Looped(id));
         }
@@ -351,7 +358,8 @@ impl Mixer {
             // Decoding is behind: before the first frame, the track is not
             // playing yet; after it, this slot is silence (counted).
             Ok(Pull::NotYet) if !t.started => return Some(false),
-            Ok(Pull::NotYet) => {
+            // A second loop marker in a row: a source with no audio.
+            Ok(Pull::NotYet | Pull::Looped) => {
                 self.underruns += 1;
                 return Some(true);
             }

@@ -3,6 +3,7 @@
 //! counted as an underrun, and never stalls the mixer, the other tracks or
 //! the call's pacing.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +17,9 @@ use crate::encode::{FRAME_LEN, Frame};
 
 /// Frames decoded ahead (500 ms).
 const AHEAD: usize = 25;
+/// Frames decoded before a track starts (or resumes after a seek), so
+/// that the mixer's first pulls in a burst find them.
+const PREROLL: usize = 4;
 
 /// What a track's source has for the mixer now.
 pub(crate) enum Pull {
@@ -24,20 +28,27 @@ pub(crate) enum Pull {
     Frame(Option<Bytes>),
     /// Nothing yet: decoding is behind.
     NotYet,
+    /// The audio went round to its start (looping); pull again.
+    Looped,
     /// The audio has ended.
     Ended,
 }
 
 /// A track's audio, pulled 20 ms at a time.
 pub(crate) trait Producer: Send {
-    fn pull(&mut self, out: &mut Frame) -> Result<Pull, AudioError>;
+    /// The next frame; at the end, while `looping`, the start again.
+    fn pull(&mut self, out: &mut Frame, looping: bool) -> Result<Pull, AudioError>;
     fn seek(&mut self, to: Duration) -> Result<(), AudioError>;
 }
 
 impl Producer for AudioFile {
-    fn pull(&mut self, out: &mut Frame) -> Result<Pull, AudioError> {
+    fn pull(&mut self, out: &mut Frame, looping: bool) -> Result<Pull, AudioError> {
         Ok(match self.next_frame_and_packet(out)? {
             Some(packet) => Pull::Frame(packet),
+            None if looping => {
+                AudioFile::seek(self, Duration::ZERO)?;
+                Pull::Looped
+            }
             None => Pull::Ended,
         })
     }
@@ -48,6 +59,8 @@ impl Producer for AudioFile {
 
 enum Msg {
     Frame(Box<Frame>, Option<Bytes>),
+    /// Went back to the start (the frames after it are the start's).
+    Looped,
     End,
     Error(String),
 }
@@ -55,6 +68,8 @@ enum Msg {
 struct Control {
     /// A seek asked for, with the generation its frames will carry.
     seek: Mutex<Option<(u64, Duration)>>,
+    /// At the end, go round (as the mixer last said).
+    looping: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -63,40 +78,75 @@ pub(crate) struct Prefetch {
     rx: Receiver<(u64, Msg)>,
     generation: u64,
     ctl: Arc<Control>,
+    /// Taken from `rx` while pre-rolling.
+    held: VecDeque<Msg>,
+    /// [`PREROLL`] frames (or the end) arrived since the start or seek.
+    primed: bool,
 }
 
 impl Prefetch {
     pub(crate) fn spawn(file: AudioFile) -> Result<Self, AudioError> {
         let (tx, rx) = sync_channel(AHEAD);
-        let ctl = Arc::new(Control { seek: Mutex::new(None), stop: AtomicBool::new(false) });
+        let ctl =
+            Arc::new(Control { seek: Mutex::new(None), looping: AtomicBool::new(false), stop: AtomicBool::new(false) });
         let c = ctl.clone();
         std::thread::Builder::new().name("voice-audio-decode".into()).spawn(move || decode(file, &tx, &c))?;
-        Ok(Prefetch { rx, generation: 0, ctl })
+        Ok(Prefetch { rx, generation: 0, ctl, held: VecDeque::new(), primed: false })
     }
 }
 
 impl Producer for Prefetch {
-    fn pull(&mut self, out: &mut Frame) -> Result<Pull, AudioError> {
+    fn pull(&mut self, out: &mut Frame, looping: bool) -> Result<Pull, AudioError> {
+        self.ctl.looping.store(looping, Ordering::Relaxed);
+        while !self.primed {
+            match self.next_msg() {
+                Some(msg) => {
+                    self.primed = !matches!(msg, Msg::Frame(..)) || self.held.len() + 1 >= PREROLL;
+                    self.held.push_back(msg);
+                }
+                None => return Ok(Pull::NotYet),
+            }
+        }
+        let msg = match self.held.pop_front() {
+            Some(msg) => msg,
+            None => match self.next_msg() {
+                Some(msg) => msg,
+                None => return Ok(Pull::NotYet),
+            },
+        };
+        Ok(match msg {
+            Msg::Frame(f, packet) => {
+                out.copy_from_slice(&f[..]);
+                Pull::Frame(packet)
+            }
+            Msg::Looped => Pull::Looped,
+            Msg::End => Pull::Ended,
+            Msg::Error(e) => return Err(AudioError::Decode(e)),
+        })
+    }
+
+    fn seek(&mut self, to: Duration) -> Result<(), AudioError> {
+        self.held.clear();
+        self.primed = false;
+        self.generation += 1;
+        *self.ctl.seek.lock().unwrap_or_else(PoisonError::into_inner) = Some((self.generation, to));
+        Ok(())
+    }
+}
+
+impl Prefetch {
+    /// The next message of the current generation, if one has come (the
+    /// end, once the decoding thread is gone).
+    fn next_msg(&mut self) -> Option<Msg> {
         loop {
             match self.rx.try_recv() {
                 // From before the last seek.
                 Ok((g, _)) if g != self.generation => {}
-                Ok((_, Msg::Frame(f, packet))) => {
-                    out.copy_from_slice(&f[..]);
-                    return Ok(Pull::Frame(packet));
-                }
-                Ok((_, Msg::End)) => return Ok(Pull::Ended),
-                Ok((_, Msg::Error(e))) => return Err(AudioError::Decode(e)),
-                Err(TryRecvError::Empty) => return Ok(Pull::NotYet),
-                Err(TryRecvError::Disconnected) => return Ok(Pull::Ended),
+                Ok((_, msg)) => return Some(msg),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => return Some(Msg::End),
             }
         }
-    }
-
-    fn seek(&mut self, to: Duration) -> Result<(), AudioError> {
-        self.generation += 1;
-        *self.ctl.seek.lock().unwrap_or_else(PoisonError::into_inner) = Some((self.generation, to));
-        Ok(())
     }
 }
 
@@ -125,6 +175,15 @@ fn decode(mut file: AudioFile, tx: &SyncSender<(u64, Msg)>, ctl: &Control) {
         let mut frame = Box::new([0f32; FRAME_LEN]);
         let msg = match file.next_frame_and_packet(&mut frame) {
             Ok(Some(packet)) => Msg::Frame(frame, packet),
+            // Round again without a gap: the frames after the marker are
+            // the start's, decoded ahead like the rest.
+            Ok(None) if ctl.looping.load(Ordering::Relaxed) => match file.seek(Duration::ZERO) {
+                Ok(()) => Msg::Looped,
+                Err(e) => {
+                    done = true;
+                    Msg::Error(e.to_string())
+                }
+            },
             Ok(None) => {
                 done = true;
                 Msg::End
