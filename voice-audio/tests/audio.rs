@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::level;
-use voice_audio::{AudioFile, FRAME_LEN, FrameOut, Mixer, OpusEncoder, PlayState, Player, TrackEvent};
+use voice_audio::{AudioFile, FRAME_LEN, FrameOut, Mixer, OpusEncoder, PlayState, Player, PlayerPool, TrackEvent};
 
 /// A 16-bit PCM WAV file in memory: `tones` of (frequency, seconds) one
 /// after another, at `amplitude`.
@@ -370,4 +370,60 @@ fn an_opus_file_alone_at_full_volume_goes_out_as_it_is() {
     assert_eq!(stats.frames_passed_through, 0);
     assert_eq!(stats.frames_encoded as usize, sent.len());
     assert!(sent.iter().zip(&packets).any(|(a, b)| a[..] != b[..]));
+}
+
+#[test]
+fn a_pool_runs_many_players_on_few_threads_each_with_its_own_audio() {
+    let pool = PlayerPool::new(2).unwrap();
+    let freqs: Vec<f32> = (0..12).map(|k| 300.0 + 100.0 * k as f32).collect();
+    let outs: Vec<Paced> = freqs.iter().map(|_| Paced::start(60)).collect();
+    let players: Vec<Player> = outs.iter().map(|o| pool.start(o.clone(), 64_000).unwrap()).collect();
+    assert_eq!(pool.load(), vec![6, 6], "placed on the least loaded thread");
+    let tracks: Vec<_> =
+        players.iter().zip(&freqs).map(|(p, &f)| p.play(file(48_000, 2, 0.3, &[(f, 0.5)])).unwrap()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tracks.iter().any(|t| t.state() != PlayState::Ended) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    for (k, (out, p)) in outs.iter().zip(&players).enumerate() {
+        let taken = out.taken.lock().unwrap().clone();
+        assert!((25..=26).contains(&taken.len()), "player {k}: {} frames", taken.len());
+        assert_eq!(p.stats().underruns, 0);
+        // Its own tone, and not its neighbour's.
+        let mut dec = ropus::Decoder::new(48_000, ropus::Channels::Stereo).unwrap();
+        let mut left = Vec::new();
+        for packet in &taken {
+            let mut pcm = [0f32; FRAME_LEN];
+            dec.decode_float(packet, &mut pcm, ropus::DecodeMode::Normal).unwrap();
+            left.extend(pcm.chunks_exact(2).map(|s| s[0]));
+        }
+        let middle = &left[4_800..19_200];
+        let own = level(middle, freqs[k]);
+        let other = level(middle, freqs[(k + 1) % freqs.len()]);
+        assert!((own - 0.3).abs() < 0.06 && other < 0.02, "player {k}: {own} own, {other} other");
+    }
+    drop(players);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while pool.load() != vec![0, 0] && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(pool.load(), vec![0, 0], "dropped players leave their thread");
+}
+
+#[test]
+fn a_looping_track_goes_round_without_a_gap() {
+    // 100 ms of tone, looped: the decoding thread goes round by itself,
+    // ahead of the mixer, so no slot is silent.
+    let out = Paced::start(40);
+    let player = Player::start(out.clone(), 64_000).unwrap();
+    let mut events = player.take_events().unwrap();
+    let t = player.play(file(48_000, 2, 0.3, &[(440.0, 0.1)])).unwrap();
+    t.set_loop(true);
+    std::thread::sleep(Duration::from_millis(700));
+    let loops = std::iter::from_fn(|| events.try_recv().ok()).filter(|e| *e == TrackEvent::Looped(t.id())).count();
+    assert!(loops >= 4, "{loops} loops");
+    assert_eq!(player.stats().underruns, 0, "{:?}", player.stats());
+    assert!(out.taken.lock().unwrap().len() >= 30);
+    assert_eq!(t.state(), PlayState::Playing);
 }
