@@ -94,7 +94,8 @@ pub struct Config {
     pub max_queued_outputs: usize,
     /// Largest accepted websocket frame.
     pub max_frame_len: usize,
-    /// Largest number of tracked remote users (SSRC map entries).
+    /// Largest number of tracked remote users (SSRC map entries); past it,
+    /// the SSRC named longest ago is forgotten first.
     pub max_users: usize,
 }
 

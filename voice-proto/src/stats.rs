@@ -63,7 +63,8 @@ pub struct Stats {
     pub unrecognised_datagrams: u64,
     /// Outputs dropped because the driver did not drain.
     pub outputs_dropped: u64,
-    /// Remote users not tracked because the map was full.
+    /// SSRC-to-user namings evicted (the oldest first) because the server
+    /// named more SSRCs than `Config::max_users`.
     pub users_dropped: u64,
     /// End-to-end encryption (DAVE).
     pub dave: DaveStats,

@@ -12,11 +12,12 @@ mod lifecycle;
 mod main_gateway;
 mod media;
 mod rtcp;
+mod ssrc_users;
 mod udp;
 mod unknown_ssrc;
 mod ws;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -134,7 +135,7 @@ pub struct VoiceConnection {
 
     pub(crate) link: Option<Link>,
     pub(crate) transform: FrameTransform,
-    pub(crate) users: HashMap<u32, Snowflake>,
+    pub(crate) users: ssrc_users::SsrcUsers,
     pub(crate) reception: rtcp::Reception,
     pub(crate) unnamed: unknown_ssrc::Unnamed,
 }
@@ -157,6 +158,7 @@ impl VoiceConnection {
         let rng = fastrand::Rng::with_seed(config.seed);
         let backoff = Backoff::new(config.backoff_base, config.backoff_max);
         let transform = FrameTransform::new(&config);
+        let users = ssrc_users::SsrcUsers::new(config.max_users);
         VoiceConnection {
             config,
             state: State::Idle,
@@ -181,7 +183,7 @@ impl VoiceConnection {
             auth_failures: 0,
             link: None,
             transform,
-            users: HashMap::new(),
+            users,
             reception: rtcp::Reception::default(),
             unnamed: unknown_ssrc::Unnamed::default(),
         }
@@ -227,7 +229,7 @@ impl VoiceConnection {
 
     /// The user behind an SSRC, as Speaking messages told.
     pub fn user_for_ssrc(&self, ssrc: u32) -> Option<Snowflake> {
-        self.users.get(&ssrc).copied()
+        self.users.get(ssrc)
     }
 
     /// Counters.

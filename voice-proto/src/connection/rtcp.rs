@@ -198,7 +198,7 @@ pub(crate) struct Reception {
 impl Reception {
     /// A new session: nothing heard (sources named already stay, fresh),
     /// counting our packets from `sent`.
-    pub(crate) fn reset(&mut self, sent: (u64, u64), users: &HashMap<u32, Snowflake>) {
+    pub(crate) fn reset(&mut self, sent: (u64, u64), users: &super::ssrc_users::SsrcUsers) {
         self.sources.retain(|ssrc, _| users.contains_key(ssrc));
         for s in self.sources.values_mut() {
             *s = Source::new(s.user);

@@ -178,7 +178,7 @@ impl VoiceConnection {
             self.stats.non_opus_drops += 1;
             return Err(DatagramError::NotOpus(payload_type));
         }
-        let Some(&user_id) = self.users.get(&ssrc) else {
+        let Some(user_id) = self.users.get(ssrc) else {
             self.keep_unnamed(ssrc, buf, now);
             return Ok(Datagram::Held);
         };

@@ -142,7 +142,7 @@ impl VoiceConnection {
                 self.event(Event::ClientsConnected { user_ids: c.user_ids });
             }
             Message::ClientDisconnect(c) => {
-                self.users.retain(|_, u| *u != c.user_id);
+                self.users.remove_user(c.user_id);
                 self.prune_sources();
                 self.transform.dave.forget(c.user_id);
                 self.event(Event::ClientDisconnected { user_id: c.user_id });
@@ -168,11 +168,9 @@ impl VoiceConnection {
 
     fn on_speaking(&mut self, s: Speaking) {
         let Some(user_id) = s.user_id else { return };
-        if !self.users.contains_key(&s.ssrc) && self.users.len() >= self.config.max_users {
+        if self.users.insert(s.ssrc, user_id) {
             self.stats.users_dropped += 1;
-            return;
         }
-        self.users.insert(s.ssrc, user_id);
         self.expect_source(s.ssrc, user_id);
         self.event(Event::Speaking { user_id, ssrc: s.ssrc, flags: s.speaking });
         self.release_unnamed(s.ssrc, self.now);
@@ -187,7 +185,10 @@ impl VoiceConnection {
             self.disconnect(DisconnectReason::NoCommonMode);
             return Ok(());
         };
-        let Ok(ip) = r.ip.parse::<std::net::IpAddr>() else {
+        // An address nothing can be sent to (unparsable, unspecified, or
+        // port 0) is a bad Ready, not a socket error later.
+        let ip = r.ip.parse::<std::net::IpAddr>().ok().filter(|ip| !ip.is_unspecified() && !ip.is_multicast());
+        let Some(ip) = ip.filter(|_| r.port != 0) else {
             self.fail(now, ReconnectReason::BadReady, super::Pending::Reidentify);
             return Ok(());
         };
