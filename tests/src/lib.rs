@@ -6,5 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dave;
+pub mod fuzzing;
 pub mod netem;
 pub mod sim;

@@ -44,3 +44,74 @@ pub fn open_and_round_trip(data: &[u8]) {
         }
     }
 }
+
+/// Opens `data` under every mode's framing with the null cipher (any tag
+/// opens), so that the nonce, the clear header, the extension and padding
+/// rules are all reached; whatever opens seals again under the same
+/// framing and opens to the same payload. RTCP is opened and parsed too.
+pub fn open_null(data: &[u8]) {
+    for mode in Mode::PREFERENCE {
+        let cipher = Cipher::null(mode);
+        let mut buf = data.to_vec();
+        if let Ok(opened) = cipher.open(&mut buf) {
+            let (fields, payload) = (opened.header, opened.payload.to_vec());
+            assert!(payload.len() <= data.len());
+            let mut sealer = Sealer::new(Cipher::null(mode), fields.sequence.into());
+            let mut packet = vec![0u8; 12];
+            if let Ok(header) = <&mut [u8; 12]>::try_from(&mut packet[..12]) {
+                crate::RtpHeader::write_basic(header, fields.sequence, fields.timestamp, fields.ssrc);
+            }
+            packet.extend_from_slice(&payload);
+            if sealer.seal(&mut packet).is_ok() {
+                let again = cipher
+                    .open(&mut packet)
+                    .ok()
+                    .map(|o| (o.header.sequence, o.header.timestamp, o.header.ssrc, o.payload.to_vec()));
+                assert_eq!(again, Some((fields.sequence, fields.timestamp, fields.ssrc, payload)), "{mode}");
+            }
+        }
+        let mut buf = data.to_vec();
+        if let Ok(plain) = cipher.open_rtcp(&mut buf) {
+            for pkt in crate::rtcp::compound(plain).flatten() {
+                let _ = pkt.parse();
+            }
+        }
+    }
+}
+
+/// Parses `data` as compound RTCP; every sender or receiver report parsed
+/// is built again from its fields and parses back to the same fields.
+pub fn rtcp_reports(data: &[u8]) {
+    use crate::rtcp::{Rtcp, RtcpPacket, build_receiver_report, build_sender_report};
+    for pkt in crate::rtcp::compound(data) {
+        let Ok(pkt) = pkt else { break };
+        let mut out = Vec::new();
+        match pkt.parse() {
+            Ok(Rtcp::SenderReport(sr)) => {
+                let blocks: Vec<_> = sr.blocks().collect();
+                if build_sender_report(sr.ssrc, &sr.info, &blocks, &mut out).is_ok() {
+                    match RtcpPacket::new(&out).and_then(|p| p.parse()) {
+                        Ok(Rtcp::SenderReport(again)) => {
+                            assert_eq!((again.ssrc, again.info), (sr.ssrc, sr.info));
+                            assert_eq!(again.blocks().collect::<Vec<_>>(), blocks);
+                        }
+                        other => panic!("a built sender report parsed as {other:?}"),
+                    }
+                }
+            }
+            Ok(Rtcp::ReceiverReport(rr)) => {
+                let blocks: Vec<_> = rr.blocks().collect();
+                if build_receiver_report(rr.ssrc, &blocks, &mut out).is_ok() {
+                    match RtcpPacket::new(&out).and_then(|p| p.parse()) {
+                        Ok(Rtcp::ReceiverReport(again)) => {
+                            assert_eq!(again.ssrc, rr.ssrc);
+                            assert_eq!(again.blocks().collect::<Vec<_>>(), blocks);
+                        }
+                        other => panic!("a built receiver report parsed as {other:?}"),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,6 +1,11 @@
 //! Fuzz target bodies, compiled into the crate so that stable CI replays the
 //! committed corpus through the same code the fuzzer runs.
 
+#[cfg(feature = "fuzzing")]
+mod ops;
+#[cfg(feature = "fuzzing")]
+pub use ops::connection_ops;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
