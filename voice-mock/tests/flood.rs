@@ -130,3 +130,66 @@ async fn a_client_that_never_reads_is_cut_off() {
     drop(ws);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_silent_sessions_and_spoofed_voice_leave_others_their_audio() {
+    use tokio::io::AsyncWriteExt;
+    let config = RunnerConfig { tls: true, ..common::no_dave() };
+    let server = Server::start(config).await.unwrap();
+    let (ws, wss) = (server.ws_endpoint(), server.wss_endpoint());
+    // 150 sockets each on the plain and the TLS port that start a handshake
+    // (half an HTTP request; half a TLS record) and stall.
+    let mut stalled = Vec::new();
+    for _ in 0..150 {
+        let mut a = tokio::net::TcpStream::connect(&ws).await.unwrap();
+        a.write_all(b"GET /?v=8 HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let mut b = tokio::net::TcpStream::connect(&wss).await.unwrap();
+        b.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+        stalled.extend([a, b]);
+    }
+    // 400 sessions that identify and never select a protocol.
+    let mut silent = Vec::new();
+    for user in 0..400u64 {
+        let join = server.join(Snowflake(1), Snowflake(3), Snowflake(1000 + user));
+        let (mut c, _) = tokio_tungstenite::connect_async(format!("ws://{}/?v=8", join.endpoint)).await.unwrap();
+        let identify = json!({"op":0,"d":{"server_id":"1","user_id":(1000 + user).to_string(),
+            "session_id":join.session_id,"token":join.token.expose()}});
+        c.send(Message::text(identify.to_string())).await.unwrap();
+        silent.push(c);
+    }
+    // An honest pair in another channel, while all that is open.
+    good_pair_exchange(&server, 70).await;
+    // Voice carrying an honest client's SSRC from an address that never did
+    // IP discovery: not forwarded, counted.
+    let ja = server.join(Snowflake(1), Snowflake(80), Snowflake(801));
+    let jb = server.join(Snowflake(1), Snowflake(80), Snowflake(802));
+    let mut a = TestClient::connect(&ja.endpoint, 8, None).await;
+    let mut b = TestClient::connect(&jb.endpoint, 8, None).await;
+    a.identify(&ja).await;
+    a.establish(Mode::Aes256GcmRtpSize).await;
+    b.identify(&jb).await;
+    b.establish(Mode::Aes256GcmRtpSize).await;
+    let spoofer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = format!("127.0.0.1:{}", server.udp_port());
+    let before = server.stats();
+    for seq in 0..200u16 {
+        let mut d = vec![0x80, 0x78];
+        d.extend_from_slice(&seq.to_be_bytes());
+        d.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+        d.extend_from_slice(&a.ssrc.to_be_bytes());
+        d.extend_from_slice(&[0xAB; 40]);
+        spoofer.send_to(&d, &to).await.unwrap();
+    }
+    a.send_rtp(1, 960, &[7, 7]).await;
+    let (h, p) = b.recv_rtp(T).await.expect("the honest packet arrives");
+    assert_eq!((h.ssrc, p.as_slice()), (a.ssrc, &[7u8, 7][..]), "and only it: nothing spoofed came first");
+    let after = server.stats();
+    assert_eq!(after.rtp_forwarded - before.rtp_forwarded, 1, "{after:?}");
+    assert!(after.decrypt_failures + after.junk_datagrams >= before.decrypt_failures + before.junk_datagrams + 150);
+    // The server's tables hold what is open, within its limits.
+    let (st, limits) = (server.stats(), voice_mock::Limits::default());
+    assert!(st.conns <= limits.max_conns, "{} conns", st.conns);
+    assert!(st.sessions >= 400 && st.sessions <= limits.max_sessions, "{} sessions", st.sessions);
+    drop((stalled, silent));
+    server.shutdown().await;
+}
