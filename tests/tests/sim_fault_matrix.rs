@@ -1,0 +1,281 @@
+//! The fault matrix under fake time: one table, each row a fault striking
+//! a call while A streams 500 frames (10 s) to B, and what the bot author
+//! sees (the events, the final state) and what is lost, counted frame by
+//! frame: every distinct frame A queued is either received by B or lost.
+//! Rows whose fault is an outage of the media path lose at most the
+//! outage; rows that are websocket faults lose nothing (UDP carries on
+//! through a resume); rows that are final end the call.
+//! `cargo test -p voice-tests --test sim_fault_matrix -- --nocapture`
+//! prints the matrix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use voice_mock::Fault;
+use voice_proto::wire::Snowflake;
+use voice_proto::{DisconnectReason, Event, GatewayEvent, ReconnectReason, State, VoiceServerUpdate};
+use voice_tests::sim::{CHANNEL, GUILD, Sim};
+
+const A: Snowflake = Snowflake(111);
+const FRAMES: usize = 500;
+/// Run after most faults: the stream (10 s) and then some.
+const AFTER: Duration = Duration::from_secs(12);
+
+/// What the row expects the user to see at the end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Outcome {
+    /// Still connected, having resumed (same session).
+    Resumed,
+    /// Still connected, on a fresh session.
+    Fresh,
+    /// Still connected, nothing reconnected.
+    Untouched,
+    /// The call ended with this reason.
+    Final(DisconnectReason),
+}
+
+struct Row {
+    name: &'static str,
+    fault: fn(&mut Sim),
+    outcome: Outcome,
+    /// Most frames the row may lose (the outage it causes).
+    max_lost: usize,
+    /// Fewest frames it must lose (an outage that really happened).
+    min_lost: usize,
+    /// How long to run after the fault (long enough for its timers).
+    after: Duration,
+}
+
+fn close(code: u16) -> impl Fn(&mut Sim) {
+    move |sim: &mut Sim| sim.inject(Fault::CloseUser { user: A, code, after: None })
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "4015 close",
+            fault: |s| close(4015)(s),
+            outcome: Outcome::Resumed,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+        },
+        Row {
+            name: "abnormal close",
+            fault: |s| s.break_ws(0),
+            outcome: Outcome::Resumed,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+        },
+        Row {
+            name: "4006 (resume refused)",
+            fault: |s| {
+                s.inject(Fault::RefuseResumes(true));
+                close(4015)(s);
+            },
+            // A resume tried and refused, then a fresh session and a new
+            // DAVE group: about a second.
+            outcome: Outcome::Fresh,
+            max_lost: 60,
+            min_lost: 0,
+            after: AFTER,
+        },
+        Row {
+            name: "4009 (session timeout)",
+            fault: |s| close(4009)(s),
+            outcome: Outcome::Fresh,
+            max_lost: 25,
+            min_lost: 0,
+            after: AFTER,
+        },
+        Row {
+            name: "4014 without a move",
+            fault: |s| close(4014)(s),
+            outcome: Outcome::Final(DisconnectReason::CallTerminated(4014)),
+            max_lost: FRAMES,
+            min_lost: 1,
+            after: AFTER,
+        },
+        Row {
+            name: "4017 (DAVE required)",
+            fault: |s| close(4017)(s),
+            outcome: Outcome::Final(DisconnectReason::E2eeRequired),
+            max_lost: FRAMES,
+            min_lost: 1,
+            after: AFTER,
+        },
+        Row {
+            name: "4021 (rate limited)",
+            fault: |s| close(4021)(s),
+            outcome: Outcome::Final(DisconnectReason::RateLimited),
+            max_lost: FRAMES,
+            min_lost: 1,
+            after: AFTER,
+        },
+        Row {
+            name: "4022 (call terminated)",
+            fault: |s| close(4022)(s),
+            outcome: Outcome::Final(DisconnectReason::CallTerminated(4022)),
+            max_lost: FRAMES,
+            min_lost: 1,
+            after: AFTER,
+        },
+        Row {
+            name: "endpoint change",
+            fault: |s| {
+                let now = s.now;
+                let info = s.server.move_client(A, GUILD, None, Some("voice-sim-2.example:443".into()), now).unwrap();
+                s.drain_all();
+                s.deliver_join_info(0, &info, false);
+            },
+            outcome: Outcome::Fresh,
+            max_lost: 25,
+            min_lost: 0,
+            after: AFTER,
+        },
+        Row {
+            name: "null endpoint, then a new one",
+            fault: |s| {
+                let update = VoiceServerUpdate { guild_id: GUILD, token: "old".into(), endpoint: None };
+                s.gateway_event(0, GatewayEvent::VoiceServerUpdate(update));
+                s.run_for(Duration::from_secs(1));
+                let now = s.now;
+                let info = s.server.move_client(A, GUILD, None, Some("voice-sim-3.example:443".into()), now).unwrap();
+                s.drain_all();
+                s.deliver_join_info(0, &info, false);
+            },
+            outcome: Outcome::Fresh,
+            max_lost: 50 + 25,
+            min_lost: 40,
+            after: AFTER,
+        },
+        Row {
+            name: "heartbeat ACKs stop (zombie)",
+            fault: |s| s.inject(Fault::StopHeartbeatAcks { user: Some(A) }),
+            // Two missed ACKs at the server's 13.75 s interval; UDP carries
+            // on meanwhile.
+            outcome: Outcome::Resumed,
+            max_lost: 0,
+            min_lost: 0,
+            after: Duration::from_secs(45),
+        },
+        Row {
+            name: "websocket stalls 20 s",
+            fault: |s| {
+                s.blackhole_ws_to_server = true;
+                s.run_for(Duration::from_secs(20));
+                s.blackhole_ws_to_server = false;
+            },
+            // The server hears no heartbeat and ends the session (4009); the
+            // Identify sent into the stall is lost, and the handshake
+            // deadline tries again. UDP carried the stream throughout.
+            outcome: Outcome::Fresh,
+            max_lost: 0,
+            min_lost: 0,
+            after: Duration::from_secs(40),
+        },
+        Row {
+            name: "UDP blackout 2 s",
+            fault: |s| {
+                s.inject(Fault::UdpLoss { drop: 1.0, reorder: 0.0, delay: Duration::ZERO });
+                s.run_for(Duration::from_secs(2));
+                s.inject(Fault::UdpLoss { drop: 0.0, reorder: 0.0, delay: Duration::ZERO });
+            },
+            outcome: Outcome::Untouched,
+            max_lost: 101,
+            min_lost: 99,
+            after: AFTER,
+        },
+        Row {
+            name: "5 % loss, 10 % reordered",
+            fault: |s| s.inject(Fault::UdpLoss { drop: 0.05, reorder: 0.1, delay: Duration::ZERO }),
+            outcome: Outcome::Untouched,
+            max_lost: 45,
+            min_lost: 5,
+            after: AFTER,
+        },
+        Row {
+            name: "a member joins, then leaves",
+            fault: |s| {
+                let c = s.add_client(333, |_| {});
+                s.connect(c, CHANNEL);
+                s.run_for(Duration::from_secs(2));
+                s.leave(c);
+            },
+            outcome: Outcome::Untouched,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+        },
+    ]
+}
+
+fn count(sim: &Sim, f: impl Fn(&Event) -> bool) -> usize {
+    sim.clients[0].events_matching(f).len()
+}
+
+#[test]
+fn every_fault_of_the_matrix_gives_what_the_user_should_see_and_loses_only_the_outage() {
+    let mut table = Vec::new();
+    let mut failures = Vec::new();
+    for row in rows() {
+        let name = row.name;
+        let mut sim = Sim::call(31);
+        let now = sim.now;
+        sim.clients[0].queue_frames(FRAMES, now);
+        let queued: HashSet<Vec<u8>> = sim.clients[0].audio.iter().cloned().collect();
+        assert_eq!(queued.len(), FRAMES);
+        sim.run_for(Duration::from_secs(1));
+        (row.fault)(&mut sim);
+        sim.run_for(row.after);
+        let got: HashSet<&Vec<u8>> =
+            sim.clients[1].received.iter().map(|r| &r.opus).filter(|o| queued.contains(*o)).collect();
+        let lost = FRAMES - got.len();
+        let a = &sim.clients[0];
+        let resumed = count(&sim, |e| *e == Event::Resumed);
+        let connected = count(&sim, |e| matches!(e, Event::Connected { .. }));
+        let reconnects: Vec<ReconnectReason> = a
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Reconnecting { reason } => Some(*reason),
+                _ => None,
+            })
+            .collect();
+        let seen = match row.outcome {
+            Outcome::Resumed => a.conn.state() == State::Connected && resumed >= 1 && connected == 1,
+            Outcome::Fresh => a.conn.state() == State::Connected && connected >= 2,
+            Outcome::Untouched => a.conn.state() == State::Connected && reconnects.is_empty() && connected == 1,
+            Outcome::Final(reason) => {
+                a.conn.state() == State::Disconnected && a.saw(|e| *e == Event::Disconnected { reason })
+            }
+        };
+        if !seen {
+            failures.push(format!(
+                "{name}: expected {:?}, state {:?}, events {:?}",
+                row.outcome,
+                a.conn.state(),
+                a.events
+            ));
+        }
+        if !(row.min_lost..=row.max_lost).contains(&lost) {
+            failures.push(format!("{name}: lost {lost} frames, not {}..={}", row.min_lost, row.max_lost));
+        }
+        if sim.clients[1].conn.stats().decrypt_failures != 0 {
+            failures.push(format!("{name}: B failed to decrypt"));
+        }
+        table.push((name, row.outcome, reconnects, lost));
+    }
+    println!("{:<32} {:<44} {:>6} {:>8}", "fault", "what the user sees", "lost", "lost ms");
+    for (name, outcome, reconnects, lost) in table {
+        let seen = match outcome {
+            Outcome::Final(r) => format!("final: {r:?}"),
+            o => format!("{o:?} after {reconnects:?}"),
+        };
+        println!("{name:<32} {seen:<44} {lost:>6} {:>8}", lost * 20);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
