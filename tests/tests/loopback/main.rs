@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fault_matrix;
 mod harness;
 mod scenarios;
 
@@ -58,6 +59,7 @@ suite! {
         play_resolves_once_the_last_frame_went_out_at_the_paced_rate,
         manager_join_waits_for_a_move_and_replaces_a_closed_call,
         a_ghost_voice_state_reaches_the_application_through_the_manager,
+        the_fault_matrix_holds_over_real_sockets,
     ],
     alone: [
         fifty_simultaneous_calls_account_for_every_packet,

@@ -13,6 +13,7 @@ use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, VoiceServerUpdate, VoiceStateUpdate};
 
+pub use crate::fault_matrix::the_fault_matrix_holds_over_real_sockets;
 use crate::harness::*;
 
 /// The speech sample of the `play` example.
