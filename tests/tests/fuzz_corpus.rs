@@ -55,3 +55,23 @@ fn connection() {
     // Any start instant will do: the connection only ever reads the times it is given.
     replay("connection", |data| voice_proto::fuzzing::connection(data, Instant::now()));
 }
+
+#[test]
+fn open_null() {
+    replay("open_null", voice_rtp::fuzzing::open_null);
+}
+
+#[test]
+fn rtcp() {
+    replay("rtcp", voice_rtp::fuzzing::rtcp_reports);
+}
+
+#[test]
+fn connection_ops() {
+    replay("connection_ops", |data| voice_proto::fuzzing::connection_ops(data, Instant::now()));
+}
+
+#[test]
+fn server() {
+    replay("server", voice_tests::fuzzing::server);
+}
