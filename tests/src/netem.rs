@@ -1,5 +1,6 @@
-//! A seeded network emulator for datagrams: latency, jitter, loss,
-//! reordering and scripted drops, in the spirit of str0m's netem.
+//! A seeded network emulator for datagrams: latency, jitter, loss, burst
+//! loss (Gilbert-Elliott), duplication, reordering and scripted drops, in
+//! the spirit of str0m's netem.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,6 +22,22 @@ impl Default for Link {
     }
 }
 
+/// Burst loss, Gilbert-Elliott: a good state that loses nothing and a bad
+/// state that loses `loss_bad` of its packets; each packet first moves
+/// good to bad with `p_enter`, bad to good with `p_leave` (mean burst
+/// `1 / p_leave` packets; mean loss `loss_bad * p_enter / (p_enter + p_leave)`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GilbertElliott {
+    /// Chance per packet of entering the bad state.
+    pub p_enter: f64,
+    /// Chance per packet of leaving it.
+    pub p_leave: f64,
+    /// Share lost while bad.
+    pub loss_bad: f64,
+    /// In the bad state now.
+    pub bad: bool,
+}
+
 /// Packets in flight, by delivery time (ties keep sending order).
 #[derive(Debug)]
 pub struct Netem<T> {
@@ -35,9 +52,15 @@ pub struct Netem<T> {
     pub drop_next: u64,
     /// Packets delivered.
     pub delivered: u64,
+    /// Burst loss on top of `link.loss`.
+    pub burst: Option<GilbertElliott>,
+    /// Share of packets delivered twice (the copy after its own jitter).
+    pub duplicate: f64,
+    /// Copies made by `duplicate`.
+    pub duplicated: u64,
 }
 
-impl<T> Netem<T> {
+impl<T: Clone> Netem<T> {
     /// An emulator with `link`, seeded.
     pub fn new(link: Link, seed: u64) -> Self {
         Netem {
@@ -48,6 +71,9 @@ impl<T> Netem<T> {
             dropped: 0,
             drop_next: 0,
             delivered: 0,
+            burst: None,
+            duplicate: 0.0,
+            duplicated: 0,
         }
     }
 
@@ -62,6 +88,24 @@ impl<T> Netem<T> {
             self.dropped += 1;
             return;
         }
+        if let Some(ge) = self.burst.as_mut() {
+            let flip = if ge.bad { ge.p_leave } else { ge.p_enter };
+            if self.rng.f64() < flip {
+                ge.bad = !ge.bad;
+            }
+            if ge.bad && self.rng.f64() < ge.loss_bad {
+                self.dropped += 1;
+                return;
+            }
+        }
+        if self.duplicate > 0.0 && self.rng.f64() < self.duplicate {
+            self.duplicated += 1;
+            self.enqueue(packet.clone(), now);
+        }
+        self.enqueue(packet, now);
+    }
+
+    fn enqueue(&mut self, packet: T, now: Instant) {
         let jitter = if self.link.jitter.is_zero() { Duration::ZERO } else { self.link.jitter.mul_f64(self.rng.f64()) };
         self.seq += 1;
         self.in_flight.insert((now + self.link.latency + jitter, self.seq), packet);

@@ -16,6 +16,7 @@ use std::time::Duration;
 use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, Event, GatewayEvent, ReconnectReason, State, VoiceServerUpdate};
+use voice_tests::netem::GilbertElliott;
 use voice_tests::sim::{CHANNEL, GUILD, Sim};
 
 const A: Snowflake = Snowflake(111);
@@ -198,6 +199,28 @@ fn rows() -> Vec<Row> {
             after: AFTER,
         },
         Row {
+            name: "burst loss (Gilbert-Elliott)",
+            // Bursts of 4 on average, about 5 % lost, on the listener's link.
+            fault: |s| {
+                s.down.burst = Some(GilbertElliott { p_enter: 0.0125, p_leave: 0.25, loss_bad: 1.0, bad: false });
+            },
+            outcome: Outcome::Untouched,
+            max_lost: 50,
+            min_lost: 5,
+            after: AFTER,
+        },
+        Row {
+            name: "10 % duplicated, 40 ms jitter",
+            fault: |s| {
+                s.down.duplicate = 0.1;
+                s.down.link.jitter = Duration::from_millis(40);
+            },
+            outcome: Outcome::Untouched,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+        },
+        Row {
             name: "a member joins, then leaves",
             fault: |s| {
                 let c = s.add_client(333, |_| {});
@@ -234,6 +257,11 @@ fn every_fault_of_the_matrix_gives_what_the_user_should_see_and_loses_only_the_o
         let got: HashSet<&Vec<u8>> =
             sim.clients[1].received.iter().map(|r| &r.opus).filter(|o| queued.contains(*o)).collect();
         let lost = FRAMES - got.len();
+        // No packet reaches the application twice.
+        let delivered = sim.clients[1].received.iter().filter(|r| queued.contains(&r.opus)).count();
+        if delivered != got.len() {
+            failures.push(format!("{name}: {} duplicates delivered", delivered - got.len()));
+        }
         let a = &sim.clients[0];
         let resumed = count(&sim, |e| *e == Event::Resumed);
         let connected = count(&sim, |e| matches!(e, Event::Connected { .. }));
