@@ -131,7 +131,7 @@ pub async fn the_fault_matrix_holds_over_real_sockets(rt: Rt) {
             }
             Outcome::Fresh => state == State::Connected && saw.iter().any(|e| matches!(e, Event::Connected { .. })),
             Outcome::Untouched => state == State::Connected && history.is_empty(),
-            Outcome::Final(reason) => saw.iter().any(|e| *e == Event::Disconnected { reason }),
+            Outcome::Final(reason) => saw.contains(&Event::Disconnected { reason }),
         };
         if !ok {
             failures.push(format!(

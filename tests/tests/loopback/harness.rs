@@ -46,7 +46,7 @@ pub fn alone(test: impl FnOnce()) {
 pub fn on_tokio<F: Future<Output = ()>>(scenario: impl FnOnce(Rt) -> F) {
     let tokio =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    let rt = Rt { runtime: Arc::new(voice_tokio::TokioRuntime) };
+    let rt = Rt::tokio();
     tokio.block_on(rt.clone().guard(scenario(rt)));
 }
 
@@ -75,6 +75,12 @@ pub struct Rt {
 }
 
 impl Rt {
+    /// Calls on `TokioRuntime`, from inside a tokio runtime (the scenarios
+    /// under a time limit; the soak bench without one).
+    pub fn tokio() -> Rt {
+        Rt { runtime: Arc::new(voice_tokio::TokioRuntime) }
+    }
+
     /// The seam, for `Manager::new` and `connect`.
     pub fn runtime(&self) -> Arc<dyn Runtime> {
         self.runtime.clone()
