@@ -10,15 +10,12 @@
 //! invariants of the property tests (no dropped output, no voice before its
 //! session's description, no nonce twice under one key).
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use voice_mock::{ConnId, Fault};
-use voice_proto::Event;
 use voice_proto::wire::{GatewayVersion, WsMessage};
-use voice_rtp::{DatagramKind, RtpPacket, classify};
 
 use crate::sim::{CHANNEL, Sim};
 
@@ -154,31 +151,6 @@ enum Op {
     },
 }
 
-/// Checks one client's invariants (those of `sim_proptest`).
-fn check_client(sim: &Sim, i: usize) {
-    let c = &sim.clients[i];
-    assert_eq!(c.conn.stats().outputs_dropped, 0, "client {i}: an output queue overflowed");
-    let sessions: HashMap<u32, std::time::Instant> = c
-        .events
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::Connected { ssrc, .. } => Some((*ssrc, *t)),
-            _ => None,
-        })
-        .collect();
-    let mut nonces: HashMap<u32, HashSet<[u8; 4]>> = HashMap::new();
-    for (t, d) in &c.datagrams {
-        if classify(d) != DatagramKind::Rtp {
-            continue;
-        }
-        let Ok(p) = RtpPacket::new(d) else { panic!("client {i}: its own RTP does not parse") };
-        let ssrc = p.ssrc();
-        assert!(sessions.get(&ssrc).is_some_and(|c| c <= t), "client {i}: voice before its session's description");
-        let Some(suffix) = d.len().checked_sub(4).and_then(|s| <[u8; 4]>::try_from(&d[s..]).ok()) else { continue };
-        assert!(nonces.entry(ssrc).or_default().insert(suffix), "client {i}: nonce repeated under one key");
-    }
-}
-
 /// Runs the operations decoded from `data`.
 pub fn server(data: &[u8]) {
     let mut u = Unstructured::new(data);
@@ -256,7 +228,7 @@ pub fn server(data: &[u8]) {
         assert!(stats.sessions <= limits.max_sessions, "{} sessions", stats.sessions);
         assert_eq!(stats.rtp_before_session, 0, "RTP counted before a session");
         for i in 0..sim.clients.len() {
-            check_client(&sim, i);
+            crate::sim::check_client_invariants(&sim, i);
             assert!(sim.server.received_frames(sim.clients[i].user).len() <= limits.received_frames);
         }
     }

@@ -5,13 +5,14 @@
 //! does (a voice state update and a voice server update, in a chosen order),
 //! using the server core's `join` for credentials.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use voice_mock::{ConnId, MockServer, ServerConfig, ServerEvent, ServerOutput};
 use voice_proto::wire::{Snowflake, WsFrame};
 use voice_proto::{Config, Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoiceStateUpdate};
+use voice_rtp::{DatagramKind, RtpPacket, classify};
 
 use crate::netem::{Link, Netem};
 
@@ -642,5 +643,32 @@ impl Sim {
         let ok =
             self.run_until(Duration::from_secs(10), |s| s.clients[i].saw(|e| matches!(e, Event::Connected { .. })));
         assert!(ok, "client {i} did not connect: {:?}", self.clients[i].events);
+    }
+}
+
+/// Checks client `i`'s invariants (the property tests' and the server
+/// fuzz target's): no output dropped, no voice datagram before its
+/// session's description, no nonce twice under one session's key.
+pub fn check_client_invariants(sim: &Sim, i: usize) {
+    let c = &sim.clients[i];
+    assert_eq!(c.conn.stats().outputs_dropped, 0, "client {i}: an output queue overflowed");
+    let sessions: HashMap<u32, std::time::Instant> = c
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Connected { ssrc, .. } => Some((*ssrc, *t)),
+            _ => None,
+        })
+        .collect();
+    let mut nonces: HashMap<u32, HashSet<[u8; 4]>> = HashMap::new();
+    for (t, d) in &c.datagrams {
+        if classify(d) != DatagramKind::Rtp {
+            continue;
+        }
+        let Ok(p) = RtpPacket::new(d) else { panic!("client {i}: its own RTP does not parse") };
+        let ssrc = p.ssrc();
+        assert!(sessions.get(&ssrc).is_some_and(|c| c <= t), "client {i}: voice before its session's description");
+        let Some(suffix) = d.len().checked_sub(4).and_then(|s| <[u8; 4]>::try_from(&d[s..]).ok()) else { continue };
+        assert!(nonces.entry(ssrc).or_default().insert(suffix), "client {i}: nonce repeated under one key");
     }
 }

@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
-use voice_proto::{Event, GatewayEvent, VoiceServerUpdate};
-use voice_rtp::{DatagramKind, RtpPacket, classify};
+use voice_proto::{GatewayEvent, VoiceServerUpdate};
 use voice_tests::sim::{CHANNEL, GUILD, Sim};
 
 #[derive(Debug, Clone)]
@@ -99,28 +97,7 @@ fn apply(sim: &mut Sim, op: &Op) {
 }
 
 fn check_invariants(sim: &Sim) {
-    let c = &sim.clients[0];
-    assert_eq!(c.conn.stats().outputs_dropped, 0, "an output queue overflowed");
-    // Each session has its own SSRC and key: a voice datagram must carry the
-    // SSRC of a session whose Session Description (Connected) came first.
-    let sessions: HashMap<u32, std::time::Instant> = c
-        .events
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::Connected { ssrc, .. } => Some((*ssrc, *t)),
-            _ => None,
-        })
-        .collect();
-    let mut nonces: HashMap<u32, HashSet<[u8; 4]>> = HashMap::new();
-    for (t, d) in &c.datagrams {
-        if classify(d) != DatagramKind::Rtp {
-            continue;
-        }
-        let ssrc = RtpPacket::new(d).expect("own RTP parses").ssrc();
-        assert!(sessions.get(&ssrc).is_some_and(|c| c <= t), "voice datagram before its session's description");
-        let suffix: [u8; 4] = d[d.len() - 4..].try_into().expect("suffix");
-        assert!(nonces.entry(ssrc).or_default().insert(suffix), "nonce repeated under one key");
-    }
+    voice_tests::sim::check_client_invariants(sim, 0);
     // The server saw no RTP from this client before its session.
     assert_eq!(sim.server.stats().rtp_before_session, 0);
 }

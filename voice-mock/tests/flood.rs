@@ -16,7 +16,9 @@ use voice_mock::{RunnerConfig, Server};
 use voice_proto::wire::Snowflake;
 use voice_rtp::Mode;
 
-async fn good_pair_exchange(server: &Server, channel: u64) {
+/// Two clients with sessions in `channel` (users `channel * 10 + 1` and
+/// `+ 2`), the second in `mode_b`.
+async fn good_pair(server: &Server, channel: u64, mode_b: Mode) -> (TestClient, TestClient) {
     let (g, ch) = (Snowflake(1), Snowflake(channel));
     let ja = server.join(g, ch, Snowflake(channel * 10 + 1));
     let jb = server.join(g, ch, Snowflake(channel * 10 + 2));
@@ -25,7 +27,12 @@ async fn good_pair_exchange(server: &Server, channel: u64) {
     a.identify(&ja).await;
     a.establish(Mode::Aes256GcmRtpSize).await;
     b.identify(&jb).await;
-    b.establish(Mode::XChaCha20Poly1305RtpSize).await;
+    b.establish(mode_b).await;
+    (a, b)
+}
+
+async fn good_pair_exchange(server: &Server, channel: u64) {
+    let (mut a, mut b) = good_pair(server, channel, Mode::XChaCha20Poly1305RtpSize).await;
     a.send_rtp(1, 960, &[9, 9]).await;
     let (h, p) = b.recv_rtp(T).await.expect("still forwarding");
     assert_eq!((h.ssrc, h.sequence, p.as_slice()), (a.ssrc, 1, &[9u8, 9][..]));
@@ -161,14 +168,7 @@ async fn stalled_handshakes_silent_sessions_and_spoofed_voice_leave_others_their
     good_pair_exchange(&server, 70).await;
     // Voice carrying an honest client's SSRC from an address that never did
     // IP discovery: not forwarded, counted.
-    let ja = server.join(Snowflake(1), Snowflake(80), Snowflake(801));
-    let jb = server.join(Snowflake(1), Snowflake(80), Snowflake(802));
-    let mut a = TestClient::connect(&ja.endpoint, 8, None).await;
-    let mut b = TestClient::connect(&jb.endpoint, 8, None).await;
-    a.identify(&ja).await;
-    a.establish(Mode::Aes256GcmRtpSize).await;
-    b.identify(&jb).await;
-    b.establish(Mode::Aes256GcmRtpSize).await;
+    let (mut a, mut b) = good_pair(&server, 80, Mode::Aes256GcmRtpSize).await;
     let spoofer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = format!("127.0.0.1:{}", server.udp_port());
     let before = server.stats();

@@ -157,6 +157,13 @@ impl Mock {
     /// Starts a server (heartbeats every second, wss with a self-signed
     /// certificate, everything on 127.0.0.1).
     pub async fn start() -> Mock {
+        Mock::start_keeping(voice_mock::Limits::default().received_frames).await
+    }
+
+    /// Like [`Mock::start`], keeping at most `frames` of each user's
+    /// frames for inspection (the soak keeps few: it runs in the same
+    /// process whose memory it watches).
+    pub async fn start_keeping(frames: usize) -> Mock {
         let (started_tx, started_rx) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -170,6 +177,7 @@ impl Mock {
                 tokio.block_on(async {
                     let mut config = RunnerConfig::default();
                     config.server.heartbeat_interval_ms = 1000.0;
+                    config.server.limits.received_frames = frames;
                     let server = Server::start(config).await.expect("mock server");
                     if started_tx.send(Arc::new(server)).is_ok() {
                         let _ = stop_rx.await;
