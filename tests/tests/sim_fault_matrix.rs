@@ -154,6 +154,27 @@ fn rows() -> Vec<Row> {
             after: AFTER,
         },
         Row {
+            name: "main gateway session lost; rejoin",
+            // Discord drops the bot's voice state with its main session (a
+            // null channel): the call ends as Kicked, and the application,
+            // reconnected to the main gateway a second later, joins again.
+            fault: |s| {
+                let state = voice_proto::VoiceStateUpdate {
+                    guild_id: Some(GUILD),
+                    channel_id: None,
+                    user_id: A,
+                    session_id: "lost".into(),
+                };
+                s.gateway_event(0, GatewayEvent::VoiceStateUpdate(state));
+                s.run_for(Duration::from_secs(1));
+                s.join(0, CHANNEL);
+            },
+            outcome: Outcome::Fresh,
+            max_lost: 100,
+            min_lost: 40,
+            after: AFTER,
+        },
+        Row {
             name: "heartbeat ACKs stop (zombie)",
             fault: |s| s.inject(Fault::StopHeartbeatAcks { user: Some(A) }),
             // Two missed ACKs at the server's 13.75 s interval; UDP carries
