@@ -59,17 +59,19 @@ impl Producer for AudioFile {
 
 enum Msg {
     Frame(Box<Frame>, Option<Bytes>),
-    /// Went back to the start (the frames after it are the start's).
-    Looped,
-    End,
+    /// The end. The thread went back to the start at once and decodes it
+    /// ahead (`Ok`: the frames after this are the start's), or could not
+    /// (`Err`: why); whether the track loops is decided when the mixer
+    /// reaches this, so a loop asked for late still has no gap.
+    End(Result<(), String>),
+    /// The end, and no going back: the decoding thread is gone.
+    Gone,
     Error(String),
 }
 
 struct Control {
     /// A seek asked for, with the generation its frames will carry.
     seek: Mutex<Option<(u64, Duration)>>,
-    /// At the end, go round (as the mixer last said).
-    looping: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -87,8 +89,7 @@ pub(crate) struct Prefetch {
 impl Prefetch {
     pub(crate) fn spawn(file: AudioFile) -> Result<Self, AudioError> {
         let (tx, rx) = sync_channel(AHEAD);
-        let ctl =
-            Arc::new(Control { seek: Mutex::new(None), looping: AtomicBool::new(false), stop: AtomicBool::new(false) });
+        let ctl = Arc::new(Control { seek: Mutex::new(None), stop: AtomicBool::new(false) });
         let c = ctl.clone();
         std::thread::Builder::new().name("voice-audio-decode".into()).spawn(move || decode(file, &tx, &c))?;
         Ok(Prefetch { rx, generation: 0, ctl, held: VecDeque::new(), primed: false })
@@ -97,7 +98,6 @@ impl Prefetch {
 
 impl Producer for Prefetch {
     fn pull(&mut self, out: &mut Frame, looping: bool) -> Result<Pull, AudioError> {
-        self.ctl.looping.store(looping, Ordering::Relaxed);
         while !self.primed {
             match self.next_msg() {
                 Some(msg) => {
@@ -107,20 +107,17 @@ impl Producer for Prefetch {
                 None => return Ok(Pull::NotYet),
             }
         }
-        let msg = match self.held.pop_front() {
-            Some(msg) => msg,
-            None => match self.next_msg() {
-                Some(msg) => msg,
-                None => return Ok(Pull::NotYet),
-            },
+        let Some(msg) = self.held.pop_front().or_else(|| self.next_msg()) else {
+            return Ok(Pull::NotYet);
         };
         Ok(match msg {
             Msg::Frame(f, packet) => {
                 out.copy_from_slice(&f[..]);
                 Pull::Frame(packet)
             }
-            Msg::Looped => Pull::Looped,
-            Msg::End => Pull::Ended,
+            Msg::End(Ok(())) if looping => Pull::Looped,
+            Msg::End(Err(e)) if looping => return Err(AudioError::Decode(e)),
+            Msg::End(_) | Msg::Gone => Pull::Ended,
             Msg::Error(e) => return Err(AudioError::Decode(e)),
         })
     }
@@ -144,7 +141,7 @@ impl Prefetch {
                 Ok((g, _)) if g != self.generation => {}
                 Ok((_, msg)) => return Some(msg),
                 Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => return Some(Msg::End),
+                Err(TryRecvError::Disconnected) => return Some(Msg::Gone),
             }
         }
     }
@@ -175,18 +172,13 @@ fn decode(mut file: AudioFile, tx: &SyncSender<(u64, Msg)>, ctl: &Control) {
         let mut frame = Box::new([0f32; FRAME_LEN]);
         let msg = match file.next_frame_and_packet(&mut frame) {
             Ok(Some(packet)) => Msg::Frame(frame, packet),
-            // Round again without a gap: the frames after the marker are
-            // the start's, decoded ahead like the rest.
-            Ok(None) if ctl.looping.load(Ordering::Relaxed) => match file.seek(Duration::ZERO) {
-                Ok(()) => Msg::Looped,
-                Err(e) => {
-                    done = true;
-                    Msg::Error(e.to_string())
-                }
-            },
+            // Back to the start at once, decoded ahead like the rest, so a
+            // loop has no gap; the mixer decides at the marker whether the
+            // track loops (it may have been asked to after this point).
             Ok(None) => {
-                done = true;
-                Msg::End
+                let back = file.seek(Duration::ZERO).map_err(|e| e.to_string());
+                done = back.is_err();
+                Msg::End(back)
             }
             Err(e) => {
                 done = true;
