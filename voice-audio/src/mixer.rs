@@ -340,14 +340,16 @@ impl Mixer {
         };
         let looping = t.ctl.looping.load(Ordering::Relaxed);
         let mut got = t.file.pull(frame, looping);
-        if matches!(got, Ok(Pull::Looped)) {
-            // The source went round by itself (a prefetched one, ahead).
-            got = t.file.pull(frame, looping);
-            t.ctl.position.store(0, Ordering::Relaxed);
-            self.events.push(TrackEvent::Looped(id));
-        } else if matches!(got, Ok(Pull::Ended)) && looping {
-            // Looping was asked for after the source had ended.
-            got = t.file.seek(Duration::ZERO).and_then(|()| t.file.pull(frame, looping));
+        // Round again: the source went round by itself (a prefetched one,
+        // ahead), or looping was asked for after it had ended (seek back).
+        let round = match got {
+            Ok(Pull::Looped) => Some(false),
+            Ok(Pull::Ended) if looping => Some(true),
+            _ => None,
+        };
+        if let Some(seek) = round {
+            let back = if seek { t.file.seek(Duration::ZERO) } else { Ok(()) };
+            got = back.and_then(|()| t.file.pull(frame, looping));
             t.ctl.position.store(0, Ordering::Relaxed);
             self.events.push(TrackEvent::Looped(id));
         }

@@ -135,8 +135,7 @@ pub struct PlayerPool {
 
 impl core::fmt::Debug for PlayerPool {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let load: Vec<usize> = self.workers.iter().map(|w| w.load.load(Ordering::Relaxed)).collect();
-        f.debug_struct("PlayerPool").field("players_per_thread", &load).finish()
+        f.debug_struct("PlayerPool").field("players_per_thread", &self.load()).finish()
     }
 }
 

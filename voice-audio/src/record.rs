@@ -98,6 +98,11 @@ impl RecordFormat {
     }
 }
 
+/// `dir/<name>.<ext>`: a user's file or the mix.
+fn file(dir: &Path, name: impl core::fmt::Display, format: RecordFormat) -> PathBuf {
+    dir.join(format!("{name}.{}", format.extension()))
+}
+
 type OggFile = OggOpusWriter<BufWriter<File>>;
 
 /// One file of a recording.
@@ -202,12 +207,8 @@ impl Recording {
     pub fn create_with(dir: impl AsRef<Path>, format: RecordFormat) -> std::io::Result<Self> {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir)?;
-        let mix = Track::create(&dir.join(format!("mix.{}", format.extension())), format, true)?;
+        let mix = Track::create(&file(&dir, "mix", format), format, true)?;
         Ok(Recording { dir, format, users: HashMap::new(), mix, frames: 0 })
-    }
-
-    fn path(&self, user: Snowflake) -> PathBuf {
-        self.dir.join(format!("{user}.{}", self.format.extension()))
     }
 
     /// One tick of [`Hearing::tick`](crate::Hearing::tick): 20 ms on every
@@ -229,7 +230,7 @@ impl Recording {
             };
             if !self.users.contains_key(&user) {
                 // A late joiner's file starts at the recording's start.
-                let mut t = Track::create(&self.path(user), self.format, false)?;
+                let mut t = Track::create(&file(&self.dir, user, self.format), self.format, false)?;
                 for _ in 0..self.frames {
                     t.write(&SILENT, None)?;
                 }
@@ -261,10 +262,10 @@ impl Recording {
 
     /// Completes every file; returns their paths, the mix first.
     pub fn finish(self) -> std::io::Result<Vec<PathBuf>> {
-        let mut paths = vec![self.dir.join(format!("mix.{}", self.format.extension()))];
+        let mut paths = vec![file(&self.dir, "mix", self.format)];
         self.mix.finish()?;
         for (user, t) in self.users {
-            paths.push(self.dir.join(format!("{user}.{}", self.format.extension())));
+            paths.push(file(&self.dir, user, self.format));
             t.finish()?;
         }
         Ok(paths)

@@ -206,10 +206,7 @@ fn a_player_encodes_what_plays_and_then_nothing() {
     let player = Player::start(out.clone(), 64_000).unwrap();
     let mut events = player.take_events().unwrap();
     let t = player.play(file(44_100, 2, 0.3, &[(440.0, 0.5)])).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while t.state() != PlayState::Ended && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(10), || t.state() == PlayState::Ended);
     std::thread::sleep(Duration::from_millis(150));
     let frames = out.taken.lock().unwrap().len();
     assert!((25..=26).contains(&frames), "half a second is 25 frames: {frames}");
@@ -260,6 +257,15 @@ fn a_programs_output_is_a_source() {
     let (l, _, frames) = decode_all(f);
     assert!((49..=54).contains(&frames), "{frames}");
     assert!((level(&l[9_600..38_400], 440.0) - 0.4).abs() < 0.05);
+}
+
+/// Polls `done` every 10 ms until it holds or `limit` has passed (the
+/// assertions after it say which).
+fn wait_until(limit: Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A call's frame queue as the driver drains it: one frame per 20 ms.
@@ -353,10 +359,7 @@ fn an_opus_file_alone_at_full_volume_goes_out_as_it_is() {
         let player = Player::start(out.clone(), 64_000).unwrap();
         let t = player.play(AudioFile::open(path).unwrap()).unwrap();
         t.set_volume(volume);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while t.state() != PlayState::Ended && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(Duration::from_secs(10), || t.state() == PlayState::Ended);
         std::thread::sleep(Duration::from_millis(150));
         let sent = out.taken.lock().unwrap().clone();
         (sent, player.stats())
@@ -381,10 +384,7 @@ fn a_pool_runs_many_players_on_few_threads_each_with_its_own_audio() {
     assert_eq!(pool.load(), vec![6, 6], "placed on the least loaded thread");
     let tracks: Vec<_> =
         players.iter().zip(&freqs).map(|(p, &f)| p.play(file(48_000, 2, 0.3, &[(f, 0.5)])).unwrap()).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while tracks.iter().any(|t| t.state() != PlayState::Ended) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(10), || tracks.iter().all(|t| t.state() == PlayState::Ended));
     std::thread::sleep(Duration::from_millis(150));
     for (k, (out, p)) in outs.iter().zip(&players).enumerate() {
         let taken = out.taken.lock().unwrap().clone();
@@ -404,10 +404,7 @@ fn a_pool_runs_many_players_on_few_threads_each_with_its_own_audio() {
         assert!((own - 0.3).abs() < 0.06 && other < 0.02, "player {k}: {own} own, {other} other");
     }
     drop(players);
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while pool.load() != vec![0, 0] && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(2), || pool.load() == vec![0, 0]);
     assert_eq!(pool.load(), vec![0, 0], "dropped players leave their thread");
 }
 
