@@ -23,6 +23,18 @@ pub fn packet_views(data: &[u8]) {
     let _ = crate::discovery::Discovery::parse(data);
 }
 
+/// `payload` behind a basic RTP header (sequence, timestamp, SSRC), sealed
+/// by a new sealer over `cipher` whose nonces start at `first_nonce`;
+/// `None` if it does not seal.
+pub fn sealed_packet(cipher: Cipher, first_nonce: u32, header: (u16, u32, u32), payload: &[u8]) -> Option<Vec<u8>> {
+    let mut basic = [0u8; 12];
+    crate::RtpHeader::write_basic(&mut basic, header.0, header.1, header.2);
+    let mut packet = basic.to_vec();
+    packet.extend_from_slice(payload);
+    Sealer::new(cipher, first_nonce).seal(&mut packet).ok()?;
+    Some(packet)
+}
+
 /// Opens `data` under every mode with a fixed key, then checks that sealing
 /// an arbitrary payload and opening it gives the payload back.
 pub fn open_and_round_trip(data: &[u8]) {
@@ -34,11 +46,8 @@ pub fn open_and_round_trip(data: &[u8]) {
         let mut buf = data.to_vec();
         let _ = cipher.open_rtcp(&mut buf);
 
-        let mut sealer = Sealer::new(Cipher::new(mode, &key), u32::from(data.first().copied().unwrap_or(0)));
-        let mut packet = vec![0u8; 12];
-        crate::RtpHeader::write_basic((&mut packet[..12]).try_into().unwrap_or(&mut [0; 12]), 1, 2, 3);
-        packet.extend_from_slice(data);
-        if sealer.seal(&mut packet).is_ok() {
+        let first = u32::from(data.first().copied().unwrap_or(0));
+        if let Some(mut packet) = sealed_packet(Cipher::new(mode, &key), first, (1, 2, 3), data) {
             let opened = cipher.open(&mut packet).map(|o| o.payload.to_vec());
             assert_eq!(opened.as_deref(), Ok(data), "{mode}");
         }
@@ -56,13 +65,8 @@ pub fn open_null(data: &[u8]) {
         if let Ok(opened) = cipher.open(&mut buf) {
             let (fields, payload) = (opened.header, opened.payload.to_vec());
             assert!(payload.len() <= data.len());
-            let mut sealer = Sealer::new(Cipher::null(mode), fields.sequence.into());
-            let mut packet = vec![0u8; 12];
-            if let Ok(header) = <&mut [u8; 12]>::try_from(&mut packet[..12]) {
-                crate::RtpHeader::write_basic(header, fields.sequence, fields.timestamp, fields.ssrc);
-            }
-            packet.extend_from_slice(&payload);
-            if sealer.seal(&mut packet).is_ok() {
+            let header = (fields.sequence, fields.timestamp, fields.ssrc);
+            if let Some(mut packet) = sealed_packet(Cipher::null(mode), fields.sequence.into(), header, &payload) {
                 let again = cipher
                     .open(&mut packet)
                     .ok()

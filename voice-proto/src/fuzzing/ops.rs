@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
-use voice_rtp::{Cipher, DatagramKind, Mode, Sealer, SecretKey};
+use voice_rtp::fuzzing::sealed_packet;
+use voice_rtp::{Cipher, DatagramKind, Mode, SecretKey};
 
 use crate::wire::{Snowflake, Token, WsMessage};
 use crate::{Config, GatewayEvent, Output, SpeakingFlags, VoiceConnection, VoiceServerUpdate, VoiceStateUpdate};
@@ -141,7 +142,8 @@ impl Seen {
             return;
         }
         assert!(self.described, "voice sent before any session description");
-        let suffix = conn.mode().map_or(4, |m| Cipher::new(m, &SecretKey::new(KEY)).suffix_len());
+        // The nonce suffix: what the mode adds beyond its 16-byte tag.
+        let suffix = conn.mode().map_or(4, |m| m.overhead() - 16);
         if suffix > 0 && bytes.len() >= suffix {
             assert!(self.nonces.insert(bytes[bytes.len() - suffix..].to_vec()), "a nonce repeated under one key");
         }
@@ -207,13 +209,9 @@ pub fn connection_ops(data: &[u8], t0: Instant) {
             }
             Op::Voice { ssrc, sequence, timestamp, payload } => {
                 let mode = conn.mode().unwrap_or(Mode::Aes256GcmRtpSize);
-                let mut sealer = Sealer::new(Cipher::new(mode, &SecretKey::new(KEY)), u32::from(sequence));
-                let mut packet = vec![0u8; 12];
-                if let Ok(header) = <&mut [u8; 12]>::try_from(&mut packet[..12]) {
-                    voice_rtp::RtpHeader::write_basic(header, sequence, timestamp, u32::from(ssrc));
-                }
-                packet.extend_from_slice(&payload);
-                if sealer.seal(&mut packet).is_ok() {
+                let cipher = Cipher::new(mode, &SecretKey::new(KEY));
+                let header = (sequence, timestamp, u32::from(ssrc));
+                if let Some(mut packet) = sealed_packet(cipher, u32::from(sequence), header, &payload) {
                     let _ = conn.handle_datagram(server, &mut packet, now);
                 }
             }
