@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use voice_mock::{ConnId, Fault};
-use voice_proto::wire::{GatewayVersion, WsMessage};
+use voice_proto::wire::{GatewayVersion, WsFrame, WsMessage};
 
 use crate::sim::{CHANNEL, Sim};
 
@@ -58,7 +58,7 @@ enum ClientMsg {
     },
 }
 
-fn client_msg(m: &ClientMsg) -> (Option<String>, Option<Vec<u8>>) {
+fn client_msg(m: &ClientMsg) -> WsFrame {
     const MODES: [&str; 3] = ["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize", "nonsense"];
     let text = match m {
         ClientMsg::Identify { user, session, token, dave } => format!(
@@ -89,10 +89,10 @@ fn client_msg(m: &ClientMsg) -> (Option<String>, Option<Vec<u8>>) {
         ClientMsg::DaveBinary { op, body } => {
             let mut frame = vec![[26u8, 28, 29][usize::from(op % 3)]];
             frame.extend_from_slice(body);
-            return (None, Some(frame));
+            return WsFrame::Binary(frame);
         }
     };
-    (Some(text), None)
+    WsFrame::Text(text)
 }
 
 #[derive(Arbitrary, Debug)]
@@ -183,11 +183,7 @@ pub fn server(data: &[u8]) {
             }
             Op::Message { client, msg } => {
                 if let Some(conn) = sim.clients[pick(client)].ws {
-                    match client_msg(&msg) {
-                        (Some(text), _) => sim.server.handle_ws_message(conn, WsMessage::Text(&text), now),
-                        (_, Some(bytes)) => sim.server.handle_ws_message(conn, WsMessage::Binary(&bytes), now),
-                        _ => {}
-                    }
+                    sim.server.handle_ws_message(conn, client_msg(&msg).as_message(), now);
                 }
             }
             Op::Datagram { client, bytes } => {

@@ -7,5 +7,6 @@
 
 pub mod dave;
 pub mod fuzzing;
+pub mod matrix;
 pub mod netem;
 pub mod sim;

@@ -668,7 +668,9 @@ pub fn check_client_invariants(sim: &Sim, i: usize) {
         let Ok(p) = RtpPacket::new(d) else { panic!("client {i}: its own RTP does not parse") };
         let ssrc = p.ssrc();
         assert!(sessions.get(&ssrc).is_some_and(|c| c <= t), "client {i}: voice before its session's description");
-        let Some(suffix) = d.len().checked_sub(4).and_then(|s| <[u8; 4]>::try_from(&d[s..]).ok()) else { continue };
+        let Some(suffix) = d.len().checked_sub(4).and_then(|s| <[u8; 4]>::try_from(&d[s..]).ok()) else {
+            panic!("client {i}: its own RTP has no nonce suffix")
+        };
         assert!(nonces.entry(ssrc).or_default().insert(suffix), "client {i}: nonce repeated under one key");
     }
 }

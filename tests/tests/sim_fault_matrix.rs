@@ -16,6 +16,7 @@ use std::time::Duration;
 use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, Event, GatewayEvent, ReconnectReason, State, VoiceServerUpdate};
+use voice_tests::matrix::Outcome;
 use voice_tests::netem::GilbertElliott;
 use voice_tests::sim::{CHANNEL, GUILD, Sim};
 
@@ -23,19 +24,6 @@ const A: Snowflake = Snowflake(111);
 const FRAMES: usize = 500;
 /// Run after most faults: the stream (10 s) and then some.
 const AFTER: Duration = Duration::from_secs(12);
-
-/// What the row expects the user to see at the end.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Outcome {
-    /// Still connected, having resumed (same session).
-    Resumed,
-    /// Still connected, on a fresh session.
-    Fresh,
-    /// Still connected, nothing reconnected.
-    Untouched,
-    /// The call ended with this reason.
-    Final(DisconnectReason),
-}
 
 struct Row {
     name: &'static str,

@@ -10,18 +10,11 @@ use voice_driver::{Event, ReconnectOutcome, State};
 use voice_mock::Fault;
 use voice_proto::DisconnectReason;
 use voice_proto::wire::Snowflake;
+use voice_tests::matrix::Outcome;
 
 use crate::harness::*;
 
 const A: Snowflake = Snowflake(10);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Outcome {
-    Resumed,
-    Fresh,
-    Untouched,
-    Final(DisconnectReason),
-}
 
 struct Row {
     name: &'static str,
