@@ -261,6 +261,37 @@ fn a_stalled_task_skips_the_missed_slots_instead_of_bursting() {
 }
 
 #[test]
+fn a_task_late_by_less_than_three_slots_sends_every_frame_without_a_burst() {
+    let (mut w, a, b) = World::connected_pair(DavePolicy::Off);
+    let sent: Vec<Bytes> = (0..60).map(frame).collect();
+    for f in &sent {
+        w.parties[a].frames.try_send(f.clone()).unwrap();
+    }
+    w.run_until(Duration::from_secs(5), |w| w.parties[a].sent_at.len() == 20);
+    // The task stalls for 50 ms: the slot after the last send is 30 ms
+    // behind when it runs again, within the limit.
+    let stall_start = w.now;
+    w.parties[a].stalled = true;
+    w.run_until(Duration::from_millis(50), |_| false);
+    w.parties[a].stalled = false;
+    w.run_until(Duration::from_secs(5), |w| w.parties[a].sent_at.len() == 60);
+    w.run_until(Duration::from_millis(200), |_| false);
+    let s = w.parties[a].core.stats();
+    assert_eq!((s.frames_sent, s.frames_dropped_late, s.slots_skipped), (60, 0, 0), "nothing dropped");
+    let after: Vec<Instant> = w.parties[a].sent_at.iter().copied().filter(|t| *t > stall_start).collect();
+    let gaps: Vec<u128> = after.windows(2).map(|t| (t[1] - t[0]).as_millis()).collect();
+    // The late frames go half a slot apart until the schedule is met, then
+    // one per slot on the original phase.
+    assert!(gaps.iter().all(|g| *g >= 10), "no burst: {gaps:?}");
+    assert!(gaps[..3].iter().all(|g| *g < 20), "catching up: {gaps:?}");
+    assert!(gaps[gaps.len() - 10..].iter().all(|g| *g == 20), "back on schedule: {gaps:?}");
+    let first = w.parties[a].sent_at[0];
+    let last = *w.parties[a].sent_at.last().unwrap();
+    assert_eq!(last - first, Duration::from_millis(20 * 59), "the original phase, no drift");
+    assert_eq!(received(&mut w.parties[b]), sent, "every frame, in order");
+}
+
+#[test]
 fn a_pulled_source_plays_without_the_queue() {
     let (mut w, a, b) = World::connected_pair(DavePolicy::Off);
     let frames: Vec<Bytes> = (0..10).map(frame).collect();

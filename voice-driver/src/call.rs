@@ -97,7 +97,9 @@ pub struct CallStats {
     pub frames_sent: u64,
     /// Frames dropped because the session was not established.
     pub frames_dropped_not_ready: u64,
-    /// Queued frames skipped after a stall, to keep latency from growing.
+    /// Queued frames skipped after a stall of more than three slots
+    /// ([`crate::pacing::MAX_BEHIND`]), to keep latency from growing;
+    /// frames less far behind are sent late, half a slot apart.
     pub frames_dropped_late: u64,
     /// Pacing slots skipped after stalls.
     pub slots_skipped: u64,

@@ -5,8 +5,10 @@
 //! time) carries out what it asks for.
 //!
 //! The frame policy: one frame per 20 ms slot on an absolute schedule
-//! ([`Pacer`]); after a stall as many queued frames are dropped as slots
-//! were missed, so that latency does not grow; frames wait (never
+//! ([`Pacer`]); frames that fall behind it go late, half a slot apart,
+//! until it is met again; after a stall of more than three slots as many
+//! queued frames are dropped as slots were missed, so that latency does
+//! not grow; frames wait (never
 //! plaintext) while a DAVE call has no send key; frames offered while the
 //! session is down are dropped and counted.
 
@@ -238,9 +240,10 @@ impl CallCore {
             self.stats.e2ee_waits += 1;
             return None;
         }
-        self.pacer.sent();
-        // After a stall, skip as many queued frames as slots were missed, so
-        // that latency does not grow with every stall (PROTOCOL.md §5.2).
+        self.pacer.sent(now);
+        // After a stall of more than three slots, skip as many queued frames
+        // as slots were missed, so that latency does not grow with every
+        // stall (PROTOCOL.md §5.2).
         for _ in 0..self.pacer.take_missed() {
             let skipped = match self.source.as_mut() {
                 Some(s) => {

@@ -1,21 +1,30 @@
 //! 20 ms pacing on an absolute schedule.
 //!
 //! Slot `n` of a stream is `start + n * 20 ms`, so there is no drift however
-//! long the stream runs. After a stall (the task was late, or the
-//! application stopped feeding frames for a while) the schedule skips the
-//! missed slots instead of sending them in a burst: at most one frame goes
-//! out per slot.
+//! long the stream runs. When the sender falls behind (its task was late,
+//! or a frame came late) it sends the late frames anyway, but never two
+//! closer than half a slot apart, so it catches up within a few frames
+//! without a burst. Only when it is more than [`MAX_BEHIND`] behind does it
+//! skip the missed slots (the caller drops as many queued frames), so that
+//! latency does not grow with every stall (PROTOCOL.md §5.2: send late
+//! packets but never in bursts; drop frames past about 60-100 ms behind).
 
 use std::time::{Duration, Instant};
 
 /// One Opus frame's duration.
 pub const FRAME: Duration = Duration::from_millis(20);
 
+/// How far behind its schedule a 20 ms stream may fall and still send
+/// every frame: three slots, the protocol's lower bound for dropping.
+pub const MAX_BEHIND: Duration = Duration::from_millis(60);
+
 /// The send schedule of one call.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     period: Duration,
     next: Option<Instant>,
+    /// When the last frame went out: late frames keep half a slot from it.
+    last_sent: Option<Instant>,
     skipped: u64,
     missed: u32,
 }
@@ -29,28 +38,40 @@ impl Default for Pacer {
 impl Pacer {
     /// A pacer with one slot every `period` (at least 1 ms).
     pub fn new(period: Duration) -> Self {
-        Pacer { period: period.max(Duration::from_millis(1)), next: None, skipped: 0, missed: 0 }
+        let period = period.max(Duration::from_millis(1));
+        Pacer { period, next: None, last_sent: None, skipped: 0, missed: 0 }
+    }
+
+    /// How far behind the schedule may fall before slots are skipped:
+    /// [`MAX_BEHIND`] for 20 ms frames, three slots for any period.
+    fn max_behind(&self) -> Duration {
+        self.period * 3
     }
 
     /// When the frame at hand may be sent. A new stream (nothing sent yet,
     /// or the schedule lapsed by more than one slot while idle) starts now.
+    /// Behind the schedule by up to [`MAX_BEHIND`], the frame goes half a
+    /// slot after the last one (or at once, if that has passed); further
+    /// behind, the missed slots are skipped and the frame of the current
+    /// slot goes at once.
     pub fn slot(&mut self, now: Instant) -> Instant {
-        match self.next {
-            Some(next) if now <= next + self.period => next,
-            Some(next) => {
-                // Late by more than a slot: skip ahead, keeping the phase.
-                let behind = now.duration_since(next);
-                let missed = u32::try_from(behind.as_nanos() / self.period.as_nanos()).unwrap_or(u32::MAX);
-                self.skipped += u64::from(missed);
-                self.missed = self.missed.saturating_add(missed);
-                let slot = next + self.period * missed;
-                self.next = Some(slot);
-                slot
-            }
-            None => {
-                self.next = Some(now);
-                now
-            }
+        let Some(next) = self.next else {
+            self.next = Some(now);
+            return now;
+        };
+        if now > next + self.max_behind() {
+            // Too far behind: skip ahead, keeping the phase.
+            let behind = now.duration_since(next);
+            let missed = u32::try_from(behind.as_nanos() / self.period.as_nanos()).unwrap_or(u32::MAX);
+            self.skipped += u64::from(missed);
+            self.missed = self.missed.saturating_add(missed);
+            let slot = next + self.period * missed;
+            self.next = Some(slot);
+            return slot;
+        }
+        match self.last_sent {
+            Some(last) => next.max(last + self.period / 2),
+            None => next,
         }
     }
 
@@ -60,11 +81,12 @@ impl Pacer {
         self.next
     }
 
-    /// Records that a frame went out in the current slot.
-    pub fn sent(&mut self) {
+    /// Records that a frame went out at `now`, in the current slot.
+    pub fn sent(&mut self, now: Instant) {
         if let Some(next) = self.next.as_mut() {
             *next += self.period;
         }
+        self.last_sent = Some(now);
     }
 
     /// Forgets the schedule (the stream ended); the next frame starts afresh.
@@ -122,7 +144,7 @@ mod tests {
             clock.advance(Duration::from_micros(700));
             last = slot;
             assert_eq!(slot, start + FRAME * i);
-            p.sent();
+            p.sent(clock.0);
         }
         assert_eq!(last.duration_since(start), FRAME * 9_999);
         assert_eq!(p.skipped(), 0);
@@ -136,7 +158,7 @@ mod tests {
         for _ in 0..10 {
             let slot = p.slot(clock.0);
             clock.sleep_until(slot);
-            p.sent();
+            p.sent(clock.0);
         }
         // The task stalls for 205 ms.
         clock.advance(Duration::from_millis(205));
@@ -145,7 +167,7 @@ mod tests {
             let slot = p.slot(clock.0);
             clock.sleep_until(slot);
             sends.push(clock.0);
-            p.sent();
+            p.sent(clock.0);
         }
         // The frame of the current slot (380 ms, now 385 ms) goes at once;
         // the missed slots 200-360 ms are skipped, not sent in a burst; then
@@ -158,13 +180,56 @@ mod tests {
     }
 
     #[test]
+    fn a_short_stall_is_caught_up_without_a_drop_or_a_burst() {
+        let mut p = Pacer::default();
+        let start = Instant::now();
+        let mut clock = Clock(start);
+        for _ in 0..10 {
+            let slot = p.slot(clock.0);
+            clock.sleep_until(slot);
+            p.sent(clock.0);
+        }
+        // The last frame went at 180 ms; the task stalls until 245 ms, 45 ms
+        // past the slot at 200 ms: within the limit.
+        clock.advance(Duration::from_millis(65));
+        let mut sends = Vec::new();
+        for _ in 0..6 {
+            let slot = p.slot(clock.0);
+            clock.sleep_until(slot);
+            sends.push(clock.0);
+            p.sent(clock.0);
+        }
+        // Every late frame goes, half a slot apart, until the schedule is
+        // met again at 300 ms; from there one frame per slot.
+        let ms: Vec<u128> = sends.iter().map(|t| t.duration_since(start).as_millis()).collect();
+        assert_eq!(ms, [245, 255, 265, 275, 285, 300]);
+        assert_eq!((p.skipped(), p.take_missed()), (0, 0), "nothing dropped");
+    }
+
+    #[test]
+    fn the_limit_is_three_slots_behind() {
+        for (stall_ms, missed) in [(60, 0), (61, 3), (79, 3), (81, 4)] {
+            let mut p = Pacer::default();
+            let start = Instant::now();
+            p.slot(start);
+            p.sent(start);
+            // The slot at 20 ms is `stall_ms` behind.
+            let now = start + FRAME + Duration::from_millis(stall_ms);
+            let slot = p.slot(now);
+            assert_eq!(p.take_missed(), missed, "{stall_ms} ms behind");
+            assert!(slot <= now, "the frame at hand goes at once: {stall_ms} ms behind");
+            assert_eq!(MAX_BEHIND, FRAME * 3);
+        }
+    }
+
+    #[test]
     fn an_idle_gap_is_not_a_stall() {
         let mut p = Pacer::default();
         let mut clock = Clock(Instant::now());
         for _ in 0..5 {
             let slot = p.slot(clock.0);
             clock.sleep_until(slot);
-            p.sent();
+            p.sent(clock.0);
         }
         // Nothing to send for a second, then a new stream.
         clock.advance(Duration::from_secs(1));
@@ -179,7 +244,7 @@ mod tests {
         let mut p = Pacer::new(Duration::ZERO);
         let now = Instant::now();
         p.slot(now);
-        p.sent();
+        p.sent(now);
         let _ = p.slot(now + Duration::from_secs(1));
         assert_eq!(p.skipped(), 999, "a 1 ms period, not a division by zero");
     }

@@ -59,10 +59,13 @@ suite! {
         play_resolves_once_the_last_frame_went_out_at_the_paced_rate,
         manager_join_waits_for_a_move_and_replaces_a_closed_call,
         a_ghost_voice_state_reaches_the_application_through_the_manager,
-        the_fault_matrix_holds_over_real_sockets,
     ],
     alone: [
         fifty_simultaneous_calls_account_for_every_packet,
+        // It counts frames lost to each fault: run beside nothing else, so
+        // that the counts are the fault's, and so that its six servers do
+        // not starve the scenarios that expect no loss at all.
+        the_fault_matrix_holds_over_real_sockets,
     ],
 }
 
