@@ -229,10 +229,14 @@ async fn main() -> ExitCode {
         server.udp_port(),
         serde_json::Value::String(cert)
     );
+    if args.sink_report.is_some() {
+        // The first window starts here, before a client can learn the
+        // ports: a reset after the ready line could discard its packets.
+        server.take_sink_stats();
+    }
     println!("{ready}");
     match args.sink_report {
         Some(every) => {
-            server.take_sink_stats();
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {

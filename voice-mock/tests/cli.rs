@@ -154,14 +154,14 @@ async fn binary_sink_mode_reports_what_it_counted() {
         c.send_rtp(seq, 960 * u32::from(seq), &[0xFC; 40]).await;
     }
     // Each line covers its own 0.2 s: add them up.
-    let (mut packets, mut lines) = (0, 0);
+    let (mut packets, mut lines) = (0, Vec::new());
     let deadline = std::time::Instant::now() + T;
     while packets < 5 && std::time::Instant::now() < deadline {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
         assert_eq!((line["sink"]["decrypt_failures"].as_u64(), line["sink"]["lost"].as_u64()), (Some(0), Some(0)));
         packets += line["sink"]["packets"].as_u64().unwrap();
-        lines += 1;
+        lines.push(line["sink"].to_string());
     }
-    assert_eq!(packets, 5, "after {lines} lines");
+    assert_eq!(packets, 5, "after {} lines: {lines:#?}", lines.len());
     drop(child);
 }
