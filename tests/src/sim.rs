@@ -95,6 +95,9 @@ pub struct SimClient {
     pub ws_errors: u64,
     /// How the main gateway answers it.
     pub gateway: GatewayBehavior,
+    /// The server address it last sent a datagram to: the server answers
+    /// from there.
+    pub server_peer: Option<SocketAddr>,
     next_frame: Option<Instant>,
     deadline: Option<Instant>,
     out: Vec<u8>,
@@ -151,8 +154,15 @@ pub struct Sim {
     pub t0: Instant,
     /// The server core.
     pub server: MockServer,
-    /// The server's UDP address.
+    /// The server's UDP address (what Readys announce).
     pub server_addr: SocketAddr,
+    /// Addresses the server announced before [`Sim::move_server_udp`]: it
+    /// still serves them, for the sessions that use them.
+    pub old_server_addrs: Vec<SocketAddr>,
+    /// IP discovery requests still to drop on the way to the server.
+    pub drop_discovery: u32,
+    /// IP discovery requests dropped so far.
+    pub discovery_dropped: u64,
     /// The clients.
     pub clients: Vec<SimClient>,
     /// Client-to-server datagrams.
@@ -188,6 +198,9 @@ impl Sim {
             t0,
             server: MockServer::new(config, t0),
             server_addr,
+            old_server_addrs: Vec::new(),
+            drop_discovery: 0,
+            discovery_dropped: 0,
             clients: Vec::new(),
             up: Netem::new(Link::default(), seed ^ 1),
             down: Netem::new(Link::default(), seed ^ 2),
@@ -245,6 +258,7 @@ impl Sim {
             last_seq_delivered: None,
             ws_errors: 0,
             gateway: GatewayBehavior::StateFirst,
+            server_peer: None,
             next_frame: None,
             deadline: None,
             out: Vec::with_capacity(1500),
@@ -303,6 +317,20 @@ impl Sim {
         let (now, from) = (self.now, self.server_addr);
         let _ = self.clients[i].conn.handle_datagram(from, &mut bytes, now);
         self.drain_all();
+    }
+
+    /// The server announces `addr` for media in every Ready from now on
+    /// (it keeps serving the old address for the sessions that use it).
+    pub fn move_server_udp(&mut self, addr: SocketAddr) {
+        self.server.set_udp_addr(addr);
+        let old = std::mem::replace(&mut self.server_addr, addr);
+        self.old_server_addrs.push(old);
+    }
+
+    /// A NAT rebind: client `i`'s datagrams reach the server from `addr`
+    /// from now on, and what is sent to its old address is lost.
+    pub fn rebind(&mut self, i: usize, addr: SocketAddr) {
+        self.clients[i].addr = addr;
     }
 
     /// Injects a server fault now.
@@ -378,9 +406,19 @@ impl Sim {
                     }
                 }
                 Output::Transmit { to, bytes } => {
-                    assert_eq!(to, self.server_addr, "client {i} sent to a stranger");
-                    self.clients[i].datagrams.push((now, bytes.clone()));
-                    self.up.send((i, bytes), now);
+                    assert!(
+                        to == self.server_addr || self.old_server_addrs.contains(&to),
+                        "client {i} sent to a stranger"
+                    );
+                    let c = &mut self.clients[i];
+                    c.server_peer = Some(to);
+                    c.datagrams.push((now, bytes.clone()));
+                    if self.drop_discovery > 0 && classify(&bytes) == DatagramKind::DiscoveryRequest {
+                        self.drop_discovery -= 1;
+                        self.discovery_dropped += 1;
+                    } else {
+                        self.up.send((i, bytes), now);
+                    }
                 }
                 Output::Event(e) => self.clients[i].events.push((now, e)),
                 Output::Voice(p) => self.clients[i].received.push(Received {
@@ -479,9 +517,9 @@ impl Sim {
             self.server.handle_datagram(from, &bytes, now);
         }
         while let Some((to, mut bytes)) = self.down.poll(now) {
-            let server = self.server_addr;
             if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to)
-                && let Ok(Datagram::Voice(p)) = c.conn.handle_datagram(server, &mut bytes, now)
+                && let Ok(Datagram::Voice(p)) =
+                    c.conn.handle_datagram(c.server_peer.unwrap_or(self.server_addr), &mut bytes, now)
             {
                 c.received.push(Received {
                     at: now,

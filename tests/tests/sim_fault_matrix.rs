@@ -17,10 +17,14 @@ use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, Event, GatewayEvent, ReconnectReason, State, VoiceServerUpdate};
 use voice_tests::matrix::Outcome;
-use voice_tests::netem::GilbertElliott;
+use voice_tests::netem::{GilbertElliott, Reorder};
 use voice_tests::sim::{CHANNEL, GUILD, Sim};
 
 const A: Snowflake = Snowflake(111);
+const B: Snowflake = Snowflake(222);
+const OTHER_CHANNEL: Snowflake = Snowflake(3);
+/// The media address of the server a row moves A to.
+const MOVED_UDP: &str = "203.0.113.20:50001";
 const FRAMES: usize = 500;
 /// Run after most faults: the stream (10 s) and then some.
 const AFTER: Duration = Duration::from_secs(12);
@@ -35,7 +39,12 @@ struct Row {
     min_lost: usize,
     /// How long to run after the fault (long enough for its timers).
     after: Duration,
+    /// What else must hold afterwards, given the frames lost.
+    check: Option<Check>,
 }
+
+/// A row's own check, given the simulation and the frames lost.
+type Check = fn(&Sim, usize) -> Result<(), String>;
 
 fn close(code: u16) -> impl Fn(&mut Sim) {
     move |sim: &mut Sim| sim.inject(Fault::CloseUser { user: A, code, after: None })
@@ -50,6 +59,7 @@ fn rows() -> Vec<Row> {
             max_lost: 0,
             min_lost: 0,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "abnormal close",
@@ -58,6 +68,7 @@ fn rows() -> Vec<Row> {
             max_lost: 0,
             min_lost: 0,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "4006 (resume refused)",
@@ -71,6 +82,7 @@ fn rows() -> Vec<Row> {
             max_lost: 60,
             min_lost: 0,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "4009 (session timeout)",
@@ -79,6 +91,7 @@ fn rows() -> Vec<Row> {
             max_lost: 25,
             min_lost: 0,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "4014 without a move",
@@ -87,6 +100,7 @@ fn rows() -> Vec<Row> {
             max_lost: FRAMES,
             min_lost: 1,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "4017 (DAVE required)",
@@ -95,6 +109,7 @@ fn rows() -> Vec<Row> {
             max_lost: FRAMES,
             min_lost: 1,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "4021 (rate limited)",
@@ -103,6 +118,7 @@ fn rows() -> Vec<Row> {
             max_lost: FRAMES,
             min_lost: 1,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "4022 (call terminated)",
@@ -111,6 +127,7 @@ fn rows() -> Vec<Row> {
             max_lost: FRAMES,
             min_lost: 1,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "endpoint change",
@@ -124,6 +141,7 @@ fn rows() -> Vec<Row> {
             max_lost: 25,
             min_lost: 0,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "null endpoint, then a new one",
@@ -140,6 +158,7 @@ fn rows() -> Vec<Row> {
             max_lost: 50 + 25,
             min_lost: 40,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "main gateway session lost; rejoin",
@@ -161,6 +180,125 @@ fn rows() -> Vec<Row> {
             max_lost: 100,
             min_lost: 40,
             after: AFTER,
+            check: None,
+        },
+        Row {
+            name: "4014 with a move (both bots)",
+            // Both bots are moved to another channel: each old socket is
+            // closed with 4014 and the main gateway tells of the new channel.
+            fault: |s| {
+                let now = s.now;
+                for (i, user) in [(0, A), (1, B)] {
+                    let info = s.server.move_client(user, GUILD, Some(OTHER_CHANNEL), None, now).unwrap();
+                    s.drain_all();
+                    s.deliver_join_info(i, &info, true);
+                }
+            },
+            outcome: Outcome::Fresh,
+            max_lost: 50,
+            min_lost: 0,
+            after: AFTER,
+            check: Some(|s, _| {
+                let moved = s.clients.iter().all(|c| c.conn.channel() == Some(OTHER_CHANNEL));
+                if moved { Ok(()) } else { Err("not both in the new channel".into()) }
+            }),
+        },
+        Row {
+            name: "move to a server with another UDP address",
+            // A new endpoint whose Ready names another media address: A
+            // talks to it from then on; B, not moved, keeps the old one.
+            fault: |s| {
+                s.move_server_udp(MOVED_UDP.parse().unwrap());
+                let now = s.now;
+                let info = s.server.move_client(A, GUILD, None, Some("voice-sim-4.example:443".into()), now).unwrap();
+                s.drain_all();
+                s.deliver_join_info(0, &info, false);
+            },
+            outcome: Outcome::Fresh,
+            max_lost: 25,
+            min_lost: 0,
+            after: AFTER,
+            check: Some(|s, _| {
+                let (a, b) = (s.clients[0].server_peer, s.clients[1].server_peer);
+                if a == MOVED_UDP.parse().ok() && b == s.old_server_addrs.first().copied() {
+                    Ok(())
+                } else {
+                    Err(format!("A sends to {a:?}, B to {b:?}"))
+                }
+            }),
+        },
+        Row {
+            name: "IP discovery lost twice (4009)",
+            // The fresh session's first two discovery requests are lost:
+            // retried each second, then connected.
+            fault: |s| {
+                s.drop_discovery = 2;
+                close(4009)(s);
+            },
+            outcome: Outcome::Fresh,
+            max_lost: 100 + 25,
+            min_lost: 95,
+            after: AFTER,
+            check: Some(|s, _| {
+                if s.discovery_dropped == 2 { Ok(()) } else { Err(format!("{} dropped", s.discovery_dropped)) }
+            }),
+        },
+        Row {
+            name: "IP discovery never answered (4009)",
+            // Every fresh attempt times out after five requests; after the
+            // last attempt the call ends with a typed reason.
+            fault: |s| {
+                s.drop_discovery = u32::MAX;
+                close(4009)(s);
+            },
+            outcome: Outcome::Final(DisconnectReason::ReconnectFailed),
+            max_lost: FRAMES,
+            min_lost: 1,
+            after: Duration::from_secs(300),
+            check: Some(|s, _| {
+                let timeouts = count(s, |e| *e == Event::Reconnecting { reason: ReconnectReason::DiscoveryTimeout });
+                if timeouts >= 1 { Ok(()) } else { Err("no DiscoveryTimeout".into()) }
+            }),
+        },
+        Row {
+            name: "NAT rebind (the sender's port changes)",
+            // The server learns the new address from the first packet that
+            // authenticates from it.
+            fault: |s| s.rebind(0, "198.51.100.1:41234".parse().unwrap()),
+            outcome: Outcome::Untouched,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+            check: None,
+        },
+        Row {
+            name: "datagrams over a 90-byte path MTU",
+            // The larger frames of the stream do not fit: exactly those
+            // are lost, and the call goes on.
+            fault: |s| s.up.mtu = Some(90),
+            outcome: Outcome::Untouched,
+            max_lost: FRAMES / 2,
+            min_lost: 50,
+            after: AFTER,
+            check: Some(|s, lost| {
+                if lost as u64 == s.up.over_mtu { Ok(()) } else { Err(format!("{} over the MTU", s.up.over_mtu)) }
+            }),
+        },
+        Row {
+            name: "20 % held back behind 3 packets",
+            // Reordering as its own knob, on the listener's link.
+            fault: |s| {
+                s.down.reorder = Some(Reorder { share: 0.2, window: 3, max_hold: Duration::from_millis(200) });
+            },
+            outcome: Outcome::Untouched,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+            check: Some(|s, _| {
+                let b = &s.clients[1].received;
+                let late = b.windows(2).filter(|w| voice_rtp::rtp::seq_newer(w[0].sequence, w[1].sequence)).count();
+                if late >= 50 { Ok(()) } else { Err(format!("{late} arrived out of order")) }
+            }),
         },
         Row {
             name: "heartbeat ACKs stop (zombie)",
@@ -171,6 +309,7 @@ fn rows() -> Vec<Row> {
             max_lost: 0,
             min_lost: 0,
             after: Duration::from_secs(45),
+            check: None,
         },
         Row {
             name: "websocket stalls 20 s",
@@ -186,6 +325,7 @@ fn rows() -> Vec<Row> {
             max_lost: 0,
             min_lost: 0,
             after: Duration::from_secs(40),
+            check: None,
         },
         Row {
             name: "UDP blackout 2 s",
@@ -198,6 +338,7 @@ fn rows() -> Vec<Row> {
             max_lost: 101,
             min_lost: 99,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "5 % loss, 10 % reordered",
@@ -206,6 +347,7 @@ fn rows() -> Vec<Row> {
             max_lost: 45,
             min_lost: 5,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "burst loss (Gilbert-Elliott)",
@@ -217,6 +359,7 @@ fn rows() -> Vec<Row> {
             max_lost: 50,
             min_lost: 5,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "10 % duplicated, 40 ms jitter",
@@ -228,6 +371,7 @@ fn rows() -> Vec<Row> {
             max_lost: 0,
             min_lost: 0,
             after: AFTER,
+            check: None,
         },
         Row {
             name: "a member joins, then leaves",
@@ -241,6 +385,7 @@ fn rows() -> Vec<Row> {
             max_lost: 0,
             min_lost: 0,
             after: AFTER,
+            check: None,
         },
     ]
 }
@@ -301,18 +446,21 @@ fn every_fault_of_the_matrix_gives_what_the_user_should_see_and_loses_only_the_o
         if !(row.min_lost..=row.max_lost).contains(&lost) {
             failures.push(format!("{name}: lost {lost} frames, not {}..={}", row.min_lost, row.max_lost));
         }
+        if let Some(Err(e)) = row.check.map(|check| check(&sim, lost)) {
+            failures.push(format!("{name}: {e}"));
+        }
         if sim.clients[1].conn.stats().decrypt_failures != 0 {
             failures.push(format!("{name}: B failed to decrypt"));
         }
         table.push((name, row.outcome, reconnects, lost));
     }
-    println!("{:<32} {:<44} {:>6} {:>8}", "fault", "what the user sees", "lost", "lost ms");
+    println!("{:<42} {:<44} {:>6} {:>8}", "fault", "what the user sees", "lost", "lost ms");
     for (name, outcome, reconnects, lost) in table {
         let seen = match outcome {
             Outcome::Final(r) => format!("final: {r:?}"),
             o => format!("{o:?} after {reconnects:?}"),
         };
-        println!("{name:<32} {seen:<44} {lost:>6} {:>8}", lost * 20);
+        println!("{name:<42} {seen:<44} {lost:>6} {:>8}", lost * 20);
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

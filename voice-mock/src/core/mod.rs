@@ -229,6 +229,14 @@ impl MockServer {
         Some(self.grant(guild, new_channel.unwrap_or(channel), user, session_id, endpoint))
     }
 
+    /// The media address that Readys announce from now on (a voice server
+    /// that moved its UDP port, or the server a move sends a client to).
+    /// Sessions already established keep talking to the old one; the
+    /// caller routes datagrams sent to `addr` to this core as before.
+    pub fn set_udp_addr(&mut self, addr: SocketAddr) {
+        self.config.udp_addr = addr;
+    }
+
     /// The main gateway saw `user` leave voice in `guild` (op 4 with no
     /// channel): their credentials and session end now, and the room hears
     /// op 13 (and, on a DAVE call, proposes their removal). This is how
