@@ -49,6 +49,7 @@ fn help_lists_faults() {
         "--log",
         "udp-drop",
         "refuse-resume",
+        "ignore-discovery",
         "--seed",
         "--dave POLICY",
         "--dave-execute-timeout-ms",

@@ -232,9 +232,16 @@ pub struct Bot {
 /// a voice state and a voice server update from the mock (wss endpoint);
 /// op 4 with no channel gets a null-channel state.
 pub fn bot(rt: &Rt, server: &Mock, user: u64) -> Bot {
+    bot_with(rt, server, user, |_| {})
+}
+
+/// Like [`bot`], with `tweak` applied to the driver configuration.
+pub fn bot_with(rt: &Rt, server: &Mock, user: u64, tweak: impl FnOnce(&mut DriverConfig)) -> Bot {
     let user = Snowflake(user);
     let (tx, mut rx) = mpsc::unbounded_channel::<UpdateVoiceState>();
-    let manager = Arc::new(Manager::new(rt.runtime(), user, tx, driver_config(server)).expect("manager"));
+    let mut config = driver_config(server);
+    tweak(&mut config);
+    let manager = Arc::new(Manager::new(rt.runtime(), user, tx, config).expect("manager"));
     let op4 = Arc::new(Mutex::new(Vec::new()));
     let (m, s, log, clock) = (Arc::downgrade(&manager), server.server().clone(), op4.clone(), rt.clone());
     // Detached: it ends when the manager (the sender's owner) is dropped.

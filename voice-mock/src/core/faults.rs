@@ -79,6 +79,13 @@ pub enum Fault {
         /// The member.
         user: Snowflake,
     },
+    /// Answer none of the next `count` IP discovery requests, whoever sends
+    /// them (`u32::MAX`: none at all; zero turns it off). They are counted
+    /// in [`crate::ServerStats::discoveries_ignored`].
+    IgnoreDiscovery {
+        /// Requests to leave unanswered.
+        count: u32,
+    },
 }
 
 /// One-shot corruptions waiting, at most this many of each kind.
@@ -138,6 +145,8 @@ pub(crate) struct FaultState {
     pub(crate) scheduled: Vec<(Instant, Snowflake, u16)>,
     pub(crate) udp: UdpImpairment,
     pub(crate) dave: DaveFaults,
+    /// IP discovery requests still to leave unanswered.
+    pub(crate) ignore_discovery: u32,
 }
 
 impl FaultState {
@@ -367,6 +376,7 @@ impl Fault {
     /// * `no-heartbeat-ack`: never answer heartbeats.
     /// * `udp-drop:P`, `udp-reorder:P` (shares 0..1), `udp-delay-ms:MS`.
     /// * `refuse-resume`: answer every Resume with 4006.
+    /// * `ignore-discovery:N`: answer none of the next N IP discovery requests.
     /// * `dave-corrupt-welcome[:USER_ID]`, `dave-corrupt-commit[:USER_ID]`:
     ///   corrupt the next op 30 / op 29 (to that user).
     /// * `dave-delay-execute-ms:MS`: send op 22 MS after readiness.
@@ -404,6 +414,10 @@ impl Fault {
                 }
                 ["no-heartbeat-ack"] => out.push(Fault::StopHeartbeatAcks { user: None }),
                 ["refuse-resume"] => out.push(Fault::RefuseResumes(true)),
+                ["ignore-discovery", n] => {
+                    let count = n.parse().map_err(|_| err("expected a number of requests"))?;
+                    out.push(Fault::IgnoreDiscovery { count });
+                }
                 ["dave-corrupt-welcome", rest @ ..] | ["dave-corrupt-commit", rest @ ..] if rest.len() <= 1 => {
                     let user = rest.first().map(|u| u.parse().map_err(|_| err("expected a user id"))).transpose()?;
                     out.push(if parts[0] == "dave-corrupt-welcome" {
@@ -463,6 +477,8 @@ mod parse_tests {
                 Fault::DaveDropTransitionReady { user: Snowflake(8) },
             ]
         );
+        assert_eq!(Fault::parse_specs(&["ignore-discovery:3"]).unwrap(), vec![Fault::IgnoreDiscovery { count: 3 }]);
+        assert!(Fault::parse_specs(&["ignore-discovery:-1"]).is_err());
         assert!(Fault::parse_specs(&["dave-drop-ready"]).is_err());
         assert!(Fault::parse_specs(&["dave-corrupt-commit:x"]).is_err());
     }

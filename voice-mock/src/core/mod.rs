@@ -361,6 +361,7 @@ impl MockServer {
             }
             Fault::UdpLoss { drop, reorder, delay } => self.faults.udp.set(drop, reorder, delay),
             Fault::RefuseResumes(on) => self.faults.refuse_resumes = on,
+            Fault::IgnoreDiscovery { count } => self.faults.ignore_discovery = count,
             dave @ (Fault::DaveCorruptWelcome { .. }
             | Fault::DaveCorruptCommit { .. }
             | Fault::DaveDelayExecute(_)

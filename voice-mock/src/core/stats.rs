@@ -101,6 +101,8 @@ pub struct ServerStats {
     pub decrypt_failures: u64,
     /// RTP received before the sender selected a protocol.
     pub rtp_before_session: u64,
+    /// IP discovery requests left unanswered by [`crate::Fault::IgnoreDiscovery`].
+    pub discoveries_ignored: u64,
     /// Keepalives received.
     pub keepalives: u64,
     /// RTCP packets received.

@@ -57,6 +57,14 @@ impl MockServer {
             self.stats.junk_datagrams += 1;
             return;
         };
+        if self.faults.ignore_discovery > 0 {
+            // A fault: the request is lost (u32::MAX stays: all of them).
+            if self.faults.ignore_discovery != u32::MAX {
+                self.faults.ignore_discovery -= 1;
+            }
+            self.stats.discoveries_ignored += 1;
+            return;
+        }
         self.learn_addr(key, from);
         let Ok(reply) = discovery::response(req.ssrc, &from.ip().to_string(), from.port()) else {
             self.stats.junk_datagrams += 1;
