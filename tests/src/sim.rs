@@ -455,6 +455,14 @@ impl Sim {
                         self.schedule(delay, Delivery::CloseToClient { client, conn, code: Some(code) });
                     }
                 }
+                ServerOutput::WsCut { conn } => {
+                    // No close frame: the client learns of it from the
+                    // broken connection, a moment later.
+                    if let Some(client) = self.clients.iter().position(|c| c.ws == Some(conn)) {
+                        let delay = self.control_latency + self.clients[client].ws_delay;
+                        self.schedule(delay, Delivery::CloseToClient { client, conn, code: None });
+                    }
+                }
                 ServerOutput::Transmit { to, bytes } => self.down.send((to, bytes), self.now),
                 ServerOutput::Event(e) => self.server_events.push((self.now, e)),
                 _ => {}

@@ -328,6 +328,32 @@ fn rows() -> Vec<Row> {
             check: None,
         },
         Row {
+            name: "websocket cut by the server",
+            // No close frame: the client sees the connection break.
+            fault: |s| s.inject(Fault::CutUser { user: A }),
+            outcome: Outcome::Resumed,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+            check: None,
+        },
+        Row {
+            name: "the open websocket stalls 40 s",
+            // Silent both ways: the server hears no heartbeat and ends the
+            // session (4009, whose close frame gets through) before the
+            // client has missed two ACKs at 13.75 s; a fresh session
+            // follows. UDP carried the stream throughout.
+            fault: |s| s.inject(Fault::StallUser { user: A, duration: Duration::from_secs(40) }),
+            outcome: Outcome::Fresh,
+            max_lost: 0,
+            min_lost: 0,
+            after: Duration::from_secs(45),
+            check: Some(|s, _| {
+                let stalled = s.server.stats().ws_frames_stalled;
+                if stalled > 0 { Ok(()) } else { Err("nothing was stalled".into()) }
+            }),
+        },
+        Row {
             name: "UDP blackout 2 s",
             fault: |s| {
                 s.inject(Fault::UdpLoss { drop: 1.0, reorder: 0.0, delay: Duration::ZERO });

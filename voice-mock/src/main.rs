@@ -69,6 +69,8 @@ OPTIONS:
         udp-delay-ms:MS          delay every forwarded datagram by MS
         refuse-resume            answer every Resume with 4006
         ignore-discovery:N       answer none of the next N IP discovery requests
+        cut-user:USER            drop USER's websocket without a close frame
+        stall-user:USER:SECS     USER's open websocket goes silent both ways for SECS
         dave-corrupt-welcome[:USER]  flip a byte of the next op 30 (to USER)
         dave-corrupt-commit[:USER]   flip a byte of the next op 29 (to USER)
         dave-delay-execute-ms:MS     send op 22 MS after a transition is ready

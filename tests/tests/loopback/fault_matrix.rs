@@ -77,6 +77,15 @@ fn rows() -> Vec<Row> {
                 95..=140,
             )
         },
+        row("websocket cut, no close frame", vec![Fault::CutUser { user: A }], Outcome::Resumed, 0..=0),
+        // Silent both ways: the missed ACKs tell the client first, and a
+        // new connection resumes; UDP carries on meanwhile.
+        row(
+            "websocket stalls 4 s",
+            vec![Fault::StallUser { user: A, duration: Duration::from_secs(4) }],
+            Outcome::Resumed,
+            0..=0,
+        ),
         Row {
             // Two missed ACKs at the server's 1 s interval: noticed in
             // about 2 s, resumed; UDP carries on meanwhile.
@@ -132,7 +141,10 @@ pub async fn the_fault_matrix_holds_over_real_sockets(rt: Rt) {
 async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
     let mut failures = Vec::new();
     {
-        let server = Mock::start().await;
+        // The server waits three heartbeat intervals (not 1.5) before it
+        // ends a silent connection with 4009, so that the client, which
+        // notices a missed ACK within two, is first to act on a stall.
+        let server = Mock::start_with(|c| c.server.heartbeat_timeout_factor = 3.0).await;
         let a = bot_with(&rt, &server, A.0, |c| c.proto.move_wait = Duration::from_secs(2));
         let b = bot(&rt, &server, 20);
         let call_b = joined(&b, CHANNEL).await;

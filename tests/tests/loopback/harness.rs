@@ -164,6 +164,11 @@ impl Mock {
     /// frames for inspection (the soak keeps few: it runs in the same
     /// process whose memory it watches).
     pub async fn start_keeping(frames: usize) -> Mock {
+        Mock::start_with(move |c| c.server.limits.received_frames = frames).await
+    }
+
+    /// Like [`Mock::start`], with `tweak` applied to the configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut RunnerConfig) + Send + 'static) -> Mock {
         let (started_tx, started_rx) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -177,7 +182,7 @@ impl Mock {
                 tokio.block_on(async {
                     let mut config = RunnerConfig::default();
                     config.server.heartbeat_interval_ms = 1000.0;
-                    config.server.limits.received_frames = frames;
+                    tweak(&mut config);
                     let server = Server::start(config).await.expect("mock server");
                     if started_tx.send(Arc::new(server)).is_ok() {
                         let _ = stop_rx.await;

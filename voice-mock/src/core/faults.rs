@@ -1,6 +1,6 @@
-//! Faults to inject: scripted closes, withheld heartbeat ACKs, refused
-//! resumes, loss / delay / reordering of the datagrams the server sends,
-//! and DAVE faults (corrupt welcomes and commits, late or missed
+//! Faults to inject: scripted closes, websockets cut or stalled, withheld
+//! heartbeat ACKs, refused resumes, unanswered IP discovery, loss / delay /
+//! reordering of the datagrams the server sends, and DAVE faults (corrupt welcomes and commits, late or missed
 //! executions).
 
 use std::collections::{BTreeSet, VecDeque};
@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use voice_proto::wire::Snowflake;
+
+use super::ConnId;
 
 /// A fault to inject with [`crate::MockServer::inject`].
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +81,23 @@ pub enum Fault {
         /// The member.
         user: Snowflake,
     },
+    /// Drop the user's websocket(s) without a close frame, as a failing
+    /// network does: the client sees an abnormal closure, and the session
+    /// stays resumable.
+    CutUser {
+        /// The user.
+        user: Snowflake,
+    },
+    /// The user's websocket(s) open now go silent both ways for
+    /// `duration`, as a stalled TCP path does: frames from them are lost
+    /// (heartbeats too, so the server may end them with 4009) and frames
+    /// to them are not sent. Connections opened later are not affected.
+    StallUser {
+        /// The user.
+        user: Snowflake,
+        /// How long the connections stay silent.
+        duration: Duration,
+    },
     /// Answer none of the next `count` IP discovery requests, whoever sends
     /// them (`u32::MAX`: none at all; zero turns it off). They are counted
     /// in [`crate::ServerStats::discoveries_ignored`].
@@ -147,9 +166,19 @@ pub(crate) struct FaultState {
     pub(crate) dave: DaveFaults,
     /// IP discovery requests still to leave unanswered.
     pub(crate) ignore_discovery: u32,
+    /// Websockets silent until then (at most [`MAX_STALLED`]).
+    pub(crate) stalled: Vec<(ConnId, Instant)>,
 }
 
+/// Stalled websockets remembered at once.
+pub(crate) const MAX_STALLED: usize = 256;
+
 impl FaultState {
+    /// Whether `conn` is silent at `now`.
+    pub(crate) fn stalled(&self, conn: ConnId, now: Instant) -> bool {
+        self.stalled.iter().any(|&(c, until)| c == conn && now < until)
+    }
+
     pub(crate) fn acks_stopped(&self, user: Snowflake) -> bool {
         self.acks_stopped_all || self.acks_stopped.contains(&user)
     }
@@ -376,6 +405,8 @@ impl Fault {
     /// * `no-heartbeat-ack`: never answer heartbeats.
     /// * `udp-drop:P`, `udp-reorder:P` (shares 0..1), `udp-delay-ms:MS`.
     /// * `refuse-resume`: answer every Resume with 4006.
+    /// * `cut-user:USER_ID`: drop that user's websockets without a close frame.
+    /// * `stall-user:USER_ID:SECS`: that user's websockets go silent for SECS.
     /// * `ignore-discovery:N`: answer none of the next N IP discovery requests.
     /// * `dave-corrupt-welcome[:USER_ID]`, `dave-corrupt-commit[:USER_ID]`:
     ///   corrupt the next op 30 / op 29 (to that user).
@@ -414,6 +445,11 @@ impl Fault {
                 }
                 ["no-heartbeat-ack"] => out.push(Fault::StopHeartbeatAcks { user: None }),
                 ["refuse-resume"] => out.push(Fault::RefuseResumes(true)),
+                ["cut-user", u] => out.push(Fault::CutUser { user: u.parse().map_err(|_| err("expected a user id"))? }),
+                ["stall-user", u, after] => {
+                    let user = u.parse().map_err(|_| err("expected a user id"))?;
+                    out.push(Fault::StallUser { user, duration: secs(after)? });
+                }
                 ["ignore-discovery", n] => {
                     let count = n.parse().map_err(|_| err("expected a number of requests"))?;
                     out.push(Fault::IgnoreDiscovery { count });
@@ -479,6 +515,13 @@ mod parse_tests {
         );
         assert_eq!(Fault::parse_specs(&["ignore-discovery:3"]).unwrap(), vec![Fault::IgnoreDiscovery { count: 3 }]);
         assert!(Fault::parse_specs(&["ignore-discovery:-1"]).is_err());
+        assert_eq!(
+            Fault::parse_specs(&["cut-user:4", "stall-user:5:2.5"]).unwrap(),
+            vec![
+                Fault::CutUser { user: Snowflake(4) },
+                Fault::StallUser { user: Snowflake(5), duration: Duration::from_millis(2500) }
+            ]
+        );
         assert!(Fault::parse_specs(&["dave-drop-ready"]).is_err());
         assert!(Fault::parse_specs(&["dave-corrupt-commit:x"]).is_err());
     }

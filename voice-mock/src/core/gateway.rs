@@ -52,6 +52,10 @@ impl MockServer {
             self.stats.frames_after_close += 1;
             return;
         };
+        if self.faults.stalled(conn, self.now) {
+            self.stats.ws_frames_stalled += 1;
+            return;
+        }
         let user_before = c.user;
         let len = msg.len();
         if len > self.config.limits.max_frame_bytes {

@@ -293,6 +293,8 @@ impl MockServer {
         for (user, code) in self.faults.take_due(now) {
             self.close_user(user, code);
         }
+        let conns = &self.conns;
+        self.faults.stalled.retain(|&(conn, until)| until > now && conns.contains_key(&conn));
         let window = self.config.resume_window;
         let expired: Vec<SessionKey> = self
             .sessions
@@ -362,10 +364,34 @@ impl MockServer {
             Fault::UdpLoss { drop, reorder, delay } => self.faults.udp.set(drop, reorder, delay),
             Fault::RefuseResumes(on) => self.faults.refuse_resumes = on,
             Fault::IgnoreDiscovery { count } => self.faults.ignore_discovery = count,
+            Fault::CutUser { user } => self.cut_user(user),
+            Fault::StallUser { user, duration } => {
+                let until = self.now + duration;
+                let stalled = &mut self.faults.stalled;
+                for (&conn, _) in self.conns.iter().filter(|(_, c)| c.user == Some(user)) {
+                    if stalled.len() < faults::MAX_STALLED {
+                        stalled.push((conn, until));
+                    }
+                }
+            }
             dave @ (Fault::DaveCorruptWelcome { .. }
             | Fault::DaveCorruptCommit { .. }
             | Fault::DaveDelayExecute(_)
             | Fault::DaveDropTransitionReady { .. }) => self.faults.dave.inject(dave),
+        }
+    }
+
+    /// Drops every websocket of `user` without a close frame; their
+    /// sessions stay resumable.
+    fn cut_user(&mut self, user: Snowflake) {
+        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.user == Some(user)).map(|(&id, _)| id).collect();
+        for conn in conns {
+            let Some(c) = self.conns.remove(&conn) else { continue };
+            if let Some(key) = c.session {
+                self.detach(key, conn);
+            }
+            self.emit(ServerOutput::WsCut { conn });
+            self.emit(ServerOutput::Event(ServerEvent::Closed { conn, user: c.user, code: None, by_server: true }));
         }
     }
 

@@ -35,6 +35,12 @@ pub enum ServerOutput {
         /// The close code.
         code: u16,
     },
+    /// Drop a websocket's connection without a close frame (a failing
+    /// network: [`crate::Fault::CutUser`]); the core has forgotten it.
+    WsCut {
+        /// The websocket.
+        conn: ConnId,
+    },
     /// Send a datagram from the server's UDP socket.
     Transmit {
         /// Destination.

@@ -143,7 +143,13 @@ impl MockServer {
             self.stats.users.entry(user).or_default().resume_buffer_evictions += 1;
         }
         if let (Some(conn), Some(frame)) = (conn, frame) {
-            self.emit(ServerOutput::WsSend { conn, frame });
+            if self.faults.stalled(conn, self.now) {
+                // A stalled path: the frame never leaves (a buffered one is
+                // replayed on a resume).
+                self.stats.ws_frames_stalled += 1;
+            } else {
+                self.emit(ServerOutput::WsSend { conn, frame });
+            }
         }
     }
 

@@ -103,6 +103,9 @@ pub struct ServerStats {
     pub rtp_before_session: u64,
     /// IP discovery requests left unanswered by [`crate::Fault::IgnoreDiscovery`].
     pub discoveries_ignored: u64,
+    /// Websocket frames lost either way on a path stalled by
+    /// [`crate::Fault::StallUser`].
+    pub ws_frames_stalled: u64,
     /// Keepalives received.
     pub keepalives: u64,
     /// RTCP packets received.

@@ -196,6 +196,15 @@ impl Driver {
                         route.kill.notify_one();
                     }
                 }
+                ServerOutput::WsCut { conn } => {
+                    if let Some(log) = &mut self.log {
+                        log.cut(now, conn);
+                    }
+                    // The connection task drops the socket, no close frame.
+                    if let Some(route) = self.routes.remove(&conn) {
+                        route.kill.notify_one();
+                    }
+                }
                 ServerOutput::Transmit { to, bytes } => self.transmit(&core, to, bytes),
                 ServerOutput::Event(e) => {
                     tracing::debug!(event = ?e, "voice-mock");

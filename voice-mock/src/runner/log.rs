@@ -62,6 +62,11 @@ impl Log {
         self.line(now, json!({ "dir": "out", "conn": conn.0, "close": code }));
     }
 
+    /// A websocket dropped without a close frame.
+    pub(crate) fn cut(&mut self, now: Instant, conn: ConnId) {
+        self.line(now, json!({ "dir": "out", "conn": conn.0, "cut": true }));
+    }
+
     pub(crate) fn event(&mut self, now: Instant, e: &ServerEvent) {
         self.line(now, json!({ "event": format!("{e:?}") }));
     }
