@@ -4,6 +4,10 @@
 //! The simulated main gateway answers each client's op 4 the way Discord
 //! does (a voice state update and a voice server update, in a chosen order),
 //! using the server core's `join` for credentials.
+//!
+//! Each client's sender paces its queued frames with the driver layer's own
+//! [`Pacer`] and late-frame policy, so a stalled sender task
+//! ([`SimClient::stalled_until`]) is simulated as the adapters behave.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -13,6 +17,8 @@ use voice_mock::{ConnId, MockServer, ServerConfig, ServerEvent, ServerOutput};
 use voice_proto::wire::{Snowflake, WsFrame};
 use voice_proto::{Config, Datagram, Event, GatewayEvent, Output, UpdateVoiceState, VoiceConnection, VoiceStateUpdate};
 use voice_rtp::{DatagramKind, RtpPacket, classify};
+
+use voice_driver::pacing::{FRAME, Pacer};
 
 use crate::netem::{Link, Netem};
 
@@ -73,8 +79,14 @@ pub struct SimClient {
     pub ws_sent: Vec<WsFrame>,
     /// Datagrams it sent, with their time.
     pub datagrams: Vec<(Instant, Vec<u8>)>,
-    /// Frames waiting to be sent at 20 ms intervals.
+    /// Frames waiting to be sent, paced by the driver layer's [`Pacer`]
+    /// and its late-frame policy.
     pub audio: VecDeque<Vec<u8>>,
+    /// The sender's task does not run until then (a stalled executor
+    /// thread): on waking, the pacer sends late frames or skips slots.
+    pub stalled_until: Option<Instant>,
+    /// Queued frames the late-frame policy dropped after a stall.
+    pub frames_dropped_late: u64,
     /// Frames refused because the session was not ready.
     pub audio_refused: u64,
     /// 20 ms ticks a frame waited because end-to-end encryption was not
@@ -99,6 +111,8 @@ pub struct SimClient {
     /// from there.
     pub server_peer: Option<SocketAddr>,
     next_frame: Option<Instant>,
+    pacer: Pacer,
+    awaiting_e2ee: bool,
     deadline: Option<Instant>,
     out: Vec<u8>,
 }
@@ -132,6 +146,8 @@ impl SimClient {
             self.audio.push_back(f);
         }
         if self.next_frame.is_none() {
+            // Frames after the queue ran dry: not a stall.
+            self.pacer.resume_after_idle(now);
             self.next_frame = Some(now + Duration::from_millis(20));
         }
     }
@@ -259,7 +275,11 @@ impl Sim {
             ws_errors: 0,
             gateway: GatewayBehavior::StateFirst,
             server_peer: None,
+            stalled_until: None,
+            frames_dropped_late: 0,
             next_frame: None,
+            pacer: Pacer::default(),
+            awaiting_e2ee: false,
             deadline: None,
             out: Vec::with_capacity(1500),
         });
@@ -565,6 +585,9 @@ impl Sim {
         true
     }
 
+    /// The sender, as the driver layer's call core sends: the frame at
+    /// hand goes in the slot its [`Pacer`] gives, and after a stall the
+    /// pacer's late-frame policy drops queued frames.
     fn audio_tick(&mut self, i: usize) {
         let now = self.now;
         let c = &mut self.clients[i];
@@ -573,13 +596,32 @@ impl Sim {
             c.next_frame = None;
             return;
         }
-        c.next_frame = Some(due + Duration::from_millis(20));
+        if let Some(until) = c.stalled_until.filter(|t| now < *t) {
+            // The task is not running: it looks again when it wakes.
+            c.next_frame = Some(until);
+            return;
+        }
         if c.conn.is_ready() && !c.conn.can_send_audio() {
             // A DAVE call before its first transition: the frame waits.
             c.e2ee_wait_ticks += 1;
+            c.awaiting_e2ee = true;
+            c.next_frame = Some(due + FRAME);
+            return;
+        }
+        if std::mem::take(&mut c.awaiting_e2ee) {
+            // Keyed at last: the stream starts afresh, not late.
+            c.pacer.reset();
+        }
+        let slot = c.pacer.slot(now);
+        if slot > now {
+            c.next_frame = Some(slot);
             return;
         }
         let Some(frame) = c.audio.pop_front() else { return };
+        c.pacer.sent(now);
+        let audio = &mut c.audio;
+        c.frames_dropped_late += c.pacer.drop_missed(|| audio.pop_front().is_some());
+        c.next_frame = Some(c.pacer.upcoming().unwrap_or(now + FRAME));
         let mut out = std::mem::take(&mut c.out);
         match c.conn.send_opus(&frame, now, &mut out) {
             Ok(t) => {

@@ -4,7 +4,8 @@
 //! frame: every distinct frame A queued is either received by B or lost.
 //! Rows whose fault is an outage of the media path lose at most the
 //! outage; rows that are websocket faults lose nothing (UDP carries on
-//! through a resume); rows that are final end the call.
+//! through a resume); rows that are final end the call. A's sender is paced
+//! by the driver layer's pacer, so its own stalls are rows too.
 //! `cargo test -p voice-tests --test sim_fault_matrix -- --nocapture`
 //! prints the matrix.
 
@@ -13,6 +14,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use voice_driver::pacing::FRAME;
 use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, Event, GatewayEvent, ReconnectReason, State, VoiceServerUpdate};
@@ -351,6 +353,41 @@ fn rows() -> Vec<Row> {
             check: Some(|s, _| {
                 let stalled = s.server.stats().ws_frames_stalled;
                 if stalled > 0 { Ok(()) } else { Err("nothing was stalled".into()) }
+            }),
+        },
+        Row {
+            name: "the sender's task stalls 50 ms",
+            // The driver's pacer sends the late frames half a slot apart
+            // until it is back on its schedule: nothing dropped.
+            fault: |s| s.clients[0].stalled_until = Some(s.now + Duration::from_millis(50)),
+            outcome: Outcome::Untouched,
+            max_lost: 0,
+            min_lost: 0,
+            after: AFTER,
+            check: Some(|s, _| {
+                let a = &s.clients[0];
+                let gaps: Vec<Duration> = a.sent.windows(2).map(|w| w[1].0 - w[0].0).collect();
+                let burst = gaps.iter().any(|g| *g < Duration::from_millis(10));
+                let caught_up = gaps.iter().filter(|g| **g < FRAME).count();
+                if a.frames_dropped_late == 0 && !burst && caught_up >= 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{} dropped late, gaps {gaps:?}", a.frames_dropped_late))
+                }
+            }),
+        },
+        Row {
+            name: "the sender's task stalls 300 ms",
+            // Past three slots behind: the missed slots' frames are
+            // dropped (latency does not grow), exactly those.
+            fault: |s| s.clients[0].stalled_until = Some(s.now + Duration::from_millis(300)),
+            outcome: Outcome::Untouched,
+            max_lost: 15,
+            min_lost: 13,
+            after: AFTER,
+            check: Some(|s, lost| {
+                let late = s.clients[0].frames_dropped_late;
+                if late == lost as u64 { Ok(()) } else { Err(format!("{late} dropped late")) }
             }),
         },
         Row {

@@ -244,23 +244,18 @@ impl CallCore {
         // After a stall of more than three slots, skip as many queued frames
         // as slots were missed, so that latency does not grow with every
         // stall (PROTOCOL.md §5.2).
-        for _ in 0..self.pacer.take_missed() {
-            let skipped = match self.source.as_mut() {
-                Some(s) => {
-                    let more = s.next_frame().is_some();
-                    if !more {
-                        // Ended: not asked again.
-                        self.source = None;
-                    }
-                    more
+        let (source, frames) = (&mut self.source, &mut self.ch.frames);
+        self.stats.frames_dropped_late += self.pacer.drop_missed(|| match source.as_mut() {
+            Some(s) => {
+                let more = s.next_frame().is_some();
+                if !more {
+                    // Ended: not asked again.
+                    *source = None;
                 }
-                None => self.ch.frames.try_recv().is_ok(),
-            };
-            if !skipped {
-                break;
+                more
             }
-            self.stats.frames_dropped_late += 1;
-        }
+            None => frames.try_recv().is_ok(),
+        });
         self.pull_source(now);
         match self.conn.send_opus(&frame, now, &mut self.out) {
             Ok(t) => {

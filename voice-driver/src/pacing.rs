@@ -109,6 +109,21 @@ impl Pacer {
         std::mem::take(&mut self.missed)
     }
 
+    /// The late-frame policy, after a frame went out: drops as many queued
+    /// frames as slots were missed, `drop_one` taking one off the queue
+    /// each time (false: the queue is empty, stop). Returns how many went.
+    /// Every sender calls this, the driver's and the simulation's.
+    pub fn drop_missed(&mut self, mut drop_one: impl FnMut() -> bool) -> u64 {
+        let mut dropped = 0;
+        for _ in 0..self.take_missed() {
+            if !drop_one() {
+                break;
+            }
+            dropped += 1;
+        }
+        dropped
+    }
+
     /// Slots skipped after stalls.
     pub fn skipped(&self) -> u64 {
         self.skipped
@@ -220,6 +235,22 @@ mod tests {
             assert!(slot <= now, "the frame at hand goes at once: {stall_ms} ms behind");
             assert_eq!(MAX_BEHIND, FRAME * 3);
         }
+    }
+
+    #[test]
+    fn the_missed_slots_drop_as_many_queued_frames_as_there_are() {
+        let mut p = Pacer::default();
+        let start = Instant::now();
+        p.slot(start);
+        p.sent(start);
+        // 205 ms behind the slot at 20 ms: ten slots missed.
+        let now = start + Duration::from_millis(225);
+        p.slot(now);
+        p.sent(now);
+        let mut queue: Vec<u32> = (0..5).collect();
+        assert_eq!(p.drop_missed(|| queue.pop().is_some()), 5, "only what was queued");
+        assert_eq!(p.drop_missed(|| queue.pop().is_some()), 0, "taken once");
+        assert_eq!(p.skipped(), 10);
     }
 
     #[test]
