@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use voice_driver::{Call, Event, GatewayEvent, ReconnectOutcome, State};
+use voice_driver::{Call, DriverConfig, Event, GatewayEvent, ReconnectOutcome, State};
 use voice_mock::Fault;
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, VoiceServerUpdate, VoiceStateUpdate};
@@ -15,6 +15,8 @@ use voice_tests::matrix::Outcome;
 use crate::harness::*;
 
 const A: Snowflake = Snowflake(10);
+/// Where the move row sends both bots.
+const OTHER_CHANNEL: Snowflake = Snowflake(3);
 /// The member that joins and leaves in the DAVE row.
 const C: u64 = 30;
 
@@ -27,6 +29,11 @@ struct Row {
     script: Script,
     /// Frames A plays (20 ms each); the fault strikes after 1 s.
     frames: usize,
+    /// A's driver configuration, beyond the matrix's own.
+    config: fn(&mut DriverConfig),
+    /// How long to listen after the fault, at least (final rows: for the
+    /// final event).
+    settle: Duration,
     outcome: Outcome,
     lost: std::ops::RangeInclusive<usize>,
 }
@@ -45,6 +52,10 @@ enum Script {
     /// A third bot joins the channel (a DAVE transition) and leaves two
     /// seconds later (another).
     MemberJoinsAndLeaves,
+    /// Both bots are moved to another channel of the same voice server:
+    /// their sockets are closed with 4014 and the main gateway tells them
+    /// where to go.
+    MovedToAnotherChannel,
 }
 
 fn udp_loss(drop: f64, reorder: f64) -> Fault {
@@ -52,7 +63,8 @@ fn udp_loss(drop: f64, reorder: f64) -> Fault {
 }
 
 fn row(name: &'static str, start: Vec<Fault>, outcome: Outcome, lost: std::ops::RangeInclusive<usize>) -> Row {
-    Row { name, start, end: None, script: Script::None, frames: 150, outcome, lost }
+    let settle = Duration::from_millis(if matches!(outcome, Outcome::Final(_)) { 2500 } else { 4000 });
+    Row { name, start, end: None, script: Script::None, frames: 150, config: |_| {}, settle, outcome, lost }
 }
 
 fn rows() -> Vec<Row> {
@@ -86,6 +98,23 @@ fn rows() -> Vec<Row> {
             Outcome::Resumed,
             0..=0,
         ),
+        Row {
+            // Every discovery request goes unanswered: the fresh attempt
+            // and the one retry allowed each give up after five requests a
+            // second apart, and the call ends with a typed reason.
+            config: |c| c.proto.max_reconnect_attempts = 1,
+            settle: Duration::from_secs(14),
+            ..row(
+                "IP discovery never answered (4009)",
+                vec![Fault::IgnoreDiscovery { count: u32::MAX }, close(4009)],
+                Outcome::Final(DisconnectReason::ReconnectFailed),
+                60..=150,
+            )
+        },
+        Row {
+            script: Script::MovedToAnotherChannel,
+            ..row("4014 with a move (both bots)", vec![], Outcome::Fresh, 0..=50)
+        },
         Row {
             // Two missed ACKs at the server's 1 s interval: noticed in
             // about 2 s, resumed; UDP carries on meanwhile.
@@ -145,7 +174,10 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
         // ends a silent connection with 4009, so that the client, which
         // notices a missed ACK within two, is first to act on a stall.
         let server = Mock::start_with(|c| c.server.heartbeat_timeout_factor = 3.0).await;
-        let a = bot_with(&rt, &server, A.0, |c| c.proto.move_wait = Duration::from_secs(2));
+        let a = bot_with(&rt, &server, A.0, |c| {
+            c.proto.move_wait = Duration::from_secs(2);
+            (row.config)(c);
+        });
         let b = bot(&rt, &server, 20);
         let call_b = joined(&b, CHANNEL).await;
         let call_a = joined(&a, CHANNEL).await;
@@ -185,6 +217,16 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
                 let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
                 a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update)).await;
             }
+            Script::MovedToAnotherChannel => {
+                for (bot, user) in [(&a, A), (&b, Snowflake(20))] {
+                    let mut info = server.move_client(user, GUILD, Some(OTHER_CHANNEL), None).expect("move");
+                    // The same voice server (4014), reached over TLS.
+                    info.endpoint = server.wss_endpoint();
+                    for event in info.gateway_events() {
+                        bot.manager.handle_gateway_event(event).await;
+                    }
+                }
+            }
             Script::MemberJoinsAndLeaves => {
                 let before = call_b.stats().await.map(|s| s.proto.dave.transitions_executed).unwrap_or_default();
                 let c = bot(&rt, &server, C);
@@ -200,10 +242,9 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
                 server.inject(f);
             }
         }
-        let wait = if matches!(row.outcome, Outcome::Final(_)) { 2500 } else { 4000 };
         let have = voice_only(&got).len();
         let stream_left = Duration::from_millis(20 * row.frames as u64).saturating_sub(Duration::from_secs(1));
-        let wait = Duration::from_millis(wait).max(stream_left + Duration::from_secs(1));
+        let wait = row.settle.max(stream_left + Duration::from_secs(1));
         got.extend(collect(&rt, &mut audio, row.frames - have, wait).await);
         let _ = play.await;
         rt.sleep(Duration::from_millis(300)).await;
@@ -224,7 +265,7 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
                 state == State::Connected && history.iter().any(|r| r.outcome == ReconnectOutcome::Resumed)
             }
             (Outcome::Fresh, None) => {
-                state == State::Connected && saw.iter().any(|e| matches!(e, Event::Connected { .. }))
+                state == State::Connected && history.iter().any(|r| r.outcome == ReconnectOutcome::Fresh)
             }
             (Outcome::Untouched, _) => state == State::Connected && history.is_empty(),
             (Outcome::Final(reason), _) => saw.contains(&Event::Disconnected { reason }),
