@@ -4,6 +4,7 @@
 //! unless the row says) to B, with what the user sees and the frames lost.
 //! (4015 and an endpoint move have scenarios of their own.)
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use voice_driver::{Call, DriverConfig, Event, GatewayEvent, ReconnectOutcome, State};
@@ -13,6 +14,7 @@ use voice_proto::{DisconnectReason, VoiceServerUpdate, VoiceStateUpdate};
 use voice_tests::matrix::Outcome;
 
 use crate::harness::*;
+use crate::nat::Nat;
 
 const A: Snowflake = Snowflake(10);
 /// Where the move row sends both bots.
@@ -52,6 +54,9 @@ enum Script {
     /// A third bot joins the channel (a DAVE transition) and leaves two
     /// seconds later (another).
     MemberJoinsAndLeaves,
+    /// Both bots reach the server through a NAT, which gives A's flow a
+    /// new public port (a NAT rebind).
+    NatRebind,
     /// Both bots are moved to another channel of the same voice server:
     /// their sockets are closed with 4014 and the main gateway tells them
     /// where to go.
@@ -140,6 +145,10 @@ fn rows() -> Vec<Row> {
             ..row("null endpoint, then a new one", vec![], Outcome::Fresh, 40..=80)
         },
         Row {
+            script: Script::NatRebind,
+            ..row("NAT rebind (the sender's port changes)", vec![], Outcome::Untouched, 0..=0)
+        },
+        Row {
             script: Script::MemberJoinsAndLeaves,
             ..row("a member joins, then leaves (DAVE)", vec![], Outcome::Untouched, 0..=0)
         },
@@ -174,6 +183,11 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
         // ends a silent connection with 4009, so that the client, which
         // notices a missed ACK within two, is first to act on a stall.
         let server = Mock::start_with(|c| c.server.heartbeat_timeout_factor = 3.0).await;
+        let nat = (row.script == Script::NatRebind).then(|| {
+            let nat = Nat::start(SocketAddr::from(([127, 0, 0, 1], server.udp_port())));
+            server.with_core(|c| c.set_udp_addr(nat.addr()));
+            nat
+        });
         let a = bot_with(&rt, &server, A.0, |c| {
             c.proto.move_wait = Duration::from_secs(2);
             (row.config)(c);
@@ -216,6 +230,12 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
                 let info = server.move_client(A, GUILD, None, Some(endpoint)).expect("move");
                 let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
                 a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update)).await;
+            }
+            Script::NatRebind => {
+                let rebound = nat.as_ref().map_or(0, Nat::rebind_senders);
+                if rebound != 1 {
+                    failures.push(format!("{}: {rebound} flows rebound, not A's alone", row.name));
+                }
             }
             Script::MovedToAnotherChannel => {
                 for (bot, user) in [(&a, A), (&b, Snowflake(20))] {
@@ -291,7 +311,7 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
         if !row.lost.contains(&lost) {
             failures.push(format!("{}: lost {lost}, not {:?}", row.name, row.lost));
         }
-        let line = format!("{:<36} {:<40} {lost:>4} lost ({} ms)", row.name, format!("{:?}", row.outcome), lost * 20);
+        let line = format!("{:<40} {:<40} {lost:>4} lost ({} ms)", row.name, format!("{:?}", row.outcome), lost * 20);
         (line, failures)
     }
 }

@@ -12,6 +12,7 @@
 
 mod fault_matrix;
 mod harness;
+mod nat;
 mod scenarios;
 
 /// One `#[test]` per scenario per runtime. Scenarios listed `alone` run
