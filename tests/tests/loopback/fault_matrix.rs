@@ -1,8 +1,9 @@
-//! The fault matrix over real sockets, under each runtime: rows of the
-//! simulated matrix (`tests/sim_fault_matrix.rs`) that the loopback server
-//! can cause, each on a fresh server while A plays its frames (150, 3 s,
-//! unless the row says) to B, with what the user sees and the frames lost.
-//! (4015 and an endpoint move have scenarios of their own.)
+//! The fault matrix over real sockets, under each runtime: the rows of the
+//! simulated matrix (`tests/sim_fault_matrix.rs`) that real sockets can
+//! show, each on a fresh server while A plays its frames (150, 3 s, unless
+//! the row says) to B, with what the user sees and the frames lost. (4015
+//! and an endpoint move also have scenarios of their own, which look
+//! closer at them.)
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,6 +55,9 @@ enum Script {
     /// A third bot joins the channel (a DAVE transition) and leaves two
     /// seconds later (another).
     MemberJoinsAndLeaves,
+    /// A voice server update with a new endpoint (the same server under
+    /// another name): the old socket is closed with 4022.
+    EndpointChange,
     /// Both bots reach the server through a NAT, which gives A's flow a
     /// new public port (a NAT rebind).
     NatRebind,
@@ -76,6 +80,7 @@ fn rows() -> Vec<Row> {
     let close = |code| Fault::CloseUser { user: A, code, after: None };
     let terminated = |code| Outcome::Final(DisconnectReason::CallTerminated(code));
     vec![
+        row("4015 close", vec![close(4015)], Outcome::Resumed, 0..=0),
         row("4006 (resume refused)", vec![Fault::RefuseResumes(true), close(4015)], Outcome::Fresh, 0..=75),
         row("4009 (session timeout)", vec![close(4009)], Outcome::Fresh, 0..=50),
         // The bots wait 2 s (not 10) for a move before giving up.
@@ -132,9 +137,11 @@ fn rows() -> Vec<Row> {
             )
         },
         Row {
-            end: Some((Duration::from_secs(1), vec![udp_loss(0.0, 0.0)])),
-            ..row("UDP blackout 1 s", vec![udp_loss(1.0, 0.0)], Outcome::Untouched, 40..=60)
+            end: Some((Duration::from_secs(2), vec![udp_loss(0.0, 0.0)])),
+            frames: 250,
+            ..row("UDP blackout 2 s", vec![udp_loss(1.0, 0.0)], Outcome::Untouched, 90..=110)
         },
+        Row { script: Script::EndpointChange, ..row("endpoint change", vec![], Outcome::Fresh, 0..=50) },
         row("5 % loss, 10 % reordered", vec![udp_loss(0.05, 0.1)], Outcome::Untouched, 1..=25),
         Row {
             script: Script::GatewaySessionLost,
@@ -226,6 +233,12 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
                 let gone = VoiceServerUpdate { guild_id: GUILD, token: "old".into(), endpoint: None };
                 a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(gone)).await;
                 got = collect(&rt, &mut audio, row.frames, Duration::from_secs(1)).await;
+                let endpoint = format!("localhost:{}", server.wss_port());
+                let info = server.move_client(A, GUILD, None, Some(endpoint)).expect("move");
+                let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
+                a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update)).await;
+            }
+            Script::EndpointChange => {
                 let endpoint = format!("localhost:{}", server.wss_port());
                 let info = server.move_client(A, GUILD, None, Some(endpoint)).expect("move");
                 let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
