@@ -182,6 +182,16 @@ pub async fn the_fault_matrix_holds_over_real_sockets(rt: Rt) {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Moves A to a new endpoint (the same mock as `localhost`, which its
+/// certificate covers): the old socket is closed with 4022, and the main
+/// gateway hands A the new credentials.
+async fn move_to_new_endpoint(server: &Mock, a: &Bot) {
+    let endpoint = format!("localhost:{}", server.wss_port());
+    let info = server.move_client(A, GUILD, None, Some(endpoint)).expect("move");
+    let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
+    a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update)).await;
+}
+
 /// One row on a server of its own: its line of the table, and what failed.
 async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
     let mut failures = Vec::new();
@@ -233,17 +243,9 @@ async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
                 let gone = VoiceServerUpdate { guild_id: GUILD, token: "old".into(), endpoint: None };
                 a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(gone)).await;
                 got = collect(&rt, &mut audio, row.frames, Duration::from_secs(1)).await;
-                let endpoint = format!("localhost:{}", server.wss_port());
-                let info = server.move_client(A, GUILD, None, Some(endpoint)).expect("move");
-                let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
-                a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update)).await;
+                move_to_new_endpoint(&server, &a).await;
             }
-            Script::EndpointChange => {
-                let endpoint = format!("localhost:{}", server.wss_port());
-                let info = server.move_client(A, GUILD, None, Some(endpoint)).expect("move");
-                let update = VoiceServerUpdate { guild_id: GUILD, token: info.token, endpoint: Some(info.endpoint) };
-                a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(update)).await;
-            }
+            Script::EndpointChange => move_to_new_endpoint(&server, &a).await,
             Script::NatRebind => {
                 let rebound = nat.as_ref().map_or(0, Nat::rebind_senders);
                 if rebound != 1 {
