@@ -367,10 +367,9 @@ impl MockServer {
             Fault::CutUser { user } => self.cut_user(user),
             Fault::StallUser { user, duration } => {
                 let until = self.now + duration;
-                let stalled = &mut self.faults.stalled;
-                for (&conn, _) in self.conns.iter().filter(|(_, c)| c.user == Some(user)) {
-                    if stalled.len() < faults::MAX_STALLED {
-                        stalled.push((conn, until));
+                for conn in self.user_conns(user) {
+                    if self.faults.stalled.len() < faults::MAX_STALLED {
+                        self.faults.stalled.push((conn, until));
                     }
                 }
             }
@@ -384,8 +383,7 @@ impl MockServer {
     /// Drops every websocket of `user` without a close frame; their
     /// sessions stay resumable.
     fn cut_user(&mut self, user: Snowflake) {
-        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.user == Some(user)).map(|(&id, _)| id).collect();
-        for conn in conns {
+        for conn in self.user_conns(user) {
             let Some(c) = self.conns.remove(&conn) else { continue };
             if let Some(key) = c.session {
                 self.detach(key, conn);
@@ -397,10 +395,14 @@ impl MockServer {
 
     /// Closes every websocket of `user` (in any guild) with `code`.
     fn close_user(&mut self, user: Snowflake, code: u16) {
-        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.user == Some(user)).map(|(&id, _)| id).collect();
-        for conn in conns {
+        for conn in self.user_conns(user) {
             self.close_conn(conn, code);
         }
+    }
+
+    /// Every websocket of `user` (in any guild).
+    fn user_conns(&self, user: Snowflake) -> Vec<ConnId> {
+        self.conns.iter().filter(|(_, c)| c.user == Some(user)).map(|(&id, _)| id).collect()
     }
 
     /// Counters and queue lengths.
