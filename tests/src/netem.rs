@@ -173,18 +173,24 @@ impl<T: Clone + WireSize> Netem<T> {
         }
         while let Some(i) = self.held.iter().position(|h| h.left == 0) {
             let h = self.held.remove(i);
-            self.seq += 1;
-            self.in_flight.insert((at, self.seq), h.packet);
+            self.put(at, h.packet);
         }
     }
 
-    /// Puts a packet in flight; returns when it arrives.
+    /// Puts a packet in flight after the link's delay; returns when it
+    /// arrives.
     fn enqueue(&mut self, packet: T, now: Instant) -> Instant {
         let jitter = if self.link.jitter.is_zero() { Duration::ZERO } else { self.link.jitter.mul_f64(self.rng.f64()) };
-        self.seq += 1;
         let at = now + self.link.latency + jitter;
-        self.in_flight.insert((at, self.seq), packet);
+        self.put(at, packet);
         at
+    }
+
+    /// Puts a packet in flight, arriving at `at` after those already due
+    /// then.
+    fn put(&mut self, at: Instant, packet: T) {
+        self.seq += 1;
+        self.in_flight.insert((at, self.seq), packet);
     }
 
     /// When the next packet arrives.
@@ -198,8 +204,7 @@ impl<T: Clone + WireSize> Netem<T> {
         // Held packets whose wait ran out go in flight, due now.
         while let Some(i) = self.held.iter().position(|h| h.until <= now) {
             let h = self.held.remove(i);
-            self.seq += 1;
-            self.in_flight.insert((h.until, self.seq), h.packet);
+            self.put(h.until, h.packet);
         }
         let (&key, _) = self.in_flight.iter().next()?;
         if key.0 > now {
