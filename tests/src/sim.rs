@@ -175,10 +175,6 @@ pub struct Sim {
     /// Addresses the server announced before [`Sim::move_server_udp`]: it
     /// still serves them, for the sessions that use them.
     pub old_server_addrs: Vec<SocketAddr>,
-    /// IP discovery requests still to drop on the way to the server.
-    pub drop_discovery: u32,
-    /// IP discovery requests dropped so far.
-    pub discovery_dropped: u64,
     /// The clients.
     pub clients: Vec<SimClient>,
     /// Client-to-server datagrams.
@@ -215,8 +211,6 @@ impl Sim {
             server: MockServer::new(config, t0),
             server_addr,
             old_server_addrs: Vec::new(),
-            drop_discovery: 0,
-            discovery_dropped: 0,
             clients: Vec::new(),
             up: Netem::new(Link::default(), seed ^ 1),
             down: Netem::new(Link::default(), seed ^ 2),
@@ -433,12 +427,7 @@ impl Sim {
                     let c = &mut self.clients[i];
                     c.server_peer = Some(to);
                     c.datagrams.push((now, bytes.clone()));
-                    if self.drop_discovery > 0 && classify(&bytes) == DatagramKind::DiscoveryRequest {
-                        self.drop_discovery -= 1;
-                        self.discovery_dropped += 1;
-                    } else {
-                        self.up.send((i, bytes), now);
-                    }
+                    self.up.send((i, bytes), now);
                 }
                 Output::Event(e) => self.clients[i].events.push((now, e)),
                 Output::Voice(p) => self.clients[i].received.push(Received {

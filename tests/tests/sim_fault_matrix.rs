@@ -52,6 +52,15 @@ fn close(code: u16) -> impl Fn(&mut Sim) {
     move |sim: &mut Sim| sim.inject(Fault::CloseUser { user: A, code, after: None })
 }
 
+/// Moves A to another voice server at `endpoint` (its old socket closed
+/// with 4022) and hands A the new credentials from the main gateway.
+fn move_a_to(s: &mut Sim, endpoint: &str) {
+    let now = s.now;
+    let info = s.server.move_client(A, GUILD, None, Some(endpoint.into()), now).unwrap();
+    s.drain_all();
+    s.deliver_join_info(0, &info, false);
+}
+
 fn rows() -> Vec<Row> {
     vec![
         Row {
@@ -134,10 +143,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "endpoint change",
             fault: |s| {
-                let now = s.now;
-                let info = s.server.move_client(A, GUILD, None, Some("voice-sim-2.example:443".into()), now).unwrap();
-                s.drain_all();
-                s.deliver_join_info(0, &info, false);
+                move_a_to(s, "voice-sim-2.example:443");
             },
             outcome: Outcome::Fresh,
             max_lost: 25,
@@ -151,10 +157,7 @@ fn rows() -> Vec<Row> {
                 let update = VoiceServerUpdate { guild_id: GUILD, token: "old".into(), endpoint: None };
                 s.gateway_event(0, GatewayEvent::VoiceServerUpdate(update));
                 s.run_for(Duration::from_secs(1));
-                let now = s.now;
-                let info = s.server.move_client(A, GUILD, None, Some("voice-sim-3.example:443".into()), now).unwrap();
-                s.drain_all();
-                s.deliver_join_info(0, &info, false);
+                move_a_to(s, "voice-sim-3.example:443");
             },
             outcome: Outcome::Fresh,
             max_lost: 50 + 25,
@@ -211,10 +214,7 @@ fn rows() -> Vec<Row> {
             // talks to it from then on; B, not moved, keeps the old one.
             fault: |s| {
                 s.move_server_udp(MOVED_UDP.parse().unwrap());
-                let now = s.now;
-                let info = s.server.move_client(A, GUILD, None, Some("voice-sim-4.example:443".into()), now).unwrap();
-                s.drain_all();
-                s.deliver_join_info(0, &info, false);
+                move_a_to(s, "voice-sim-4.example:443");
             },
             outcome: Outcome::Fresh,
             max_lost: 25,
@@ -234,7 +234,7 @@ fn rows() -> Vec<Row> {
             // The fresh session's first two discovery requests are lost:
             // retried each second, then connected.
             fault: |s| {
-                s.drop_discovery = 2;
+                s.inject(Fault::IgnoreDiscovery { count: 2 });
                 close(4009)(s);
             },
             outcome: Outcome::Fresh,
@@ -242,7 +242,8 @@ fn rows() -> Vec<Row> {
             min_lost: 95,
             after: AFTER,
             check: Some(|s, _| {
-                if s.discovery_dropped == 2 { Ok(()) } else { Err(format!("{} dropped", s.discovery_dropped)) }
+                let ignored = s.server.stats().discoveries_ignored;
+                if ignored == 2 { Ok(()) } else { Err(format!("{ignored} ignored")) }
             }),
         },
         Row {
@@ -250,7 +251,7 @@ fn rows() -> Vec<Row> {
             // Every fresh attempt times out after five requests; after the
             // last attempt the call ends with a typed reason.
             fault: |s| {
-                s.drop_discovery = u32::MAX;
+                s.inject(Fault::IgnoreDiscovery { count: u32::MAX });
                 close(4009)(s);
             },
             outcome: Outcome::Final(DisconnectReason::ReconnectFailed),
