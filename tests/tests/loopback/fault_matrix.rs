@@ -76,6 +76,11 @@ fn row(name: &'static str, start: Vec<Fault>, outcome: Outcome, lost: std::ops::
     Row { name, start, end: None, script: Script::None, frames: 150, config: |_| {}, settle, outcome, lost }
 }
 
+/// A row whose fault is a script, not the server's.
+fn scripted(name: &'static str, script: Script, outcome: Outcome, lost: std::ops::RangeInclusive<usize>) -> Row {
+    Row { script, ..row(name, vec![], outcome, lost) }
+}
+
 fn rows() -> Vec<Row> {
     let close = |code| Fault::CloseUser { user: A, code, after: None };
     let terminated = |code| Outcome::Final(DisconnectReason::CallTerminated(code));
@@ -121,10 +126,7 @@ fn rows() -> Vec<Row> {
                 60..=150,
             )
         },
-        Row {
-            script: Script::MovedToAnotherChannel,
-            ..row("4014 with a move (both bots)", vec![], Outcome::Fresh, 0..=50)
-        },
+        scripted("4014 with a move (both bots)", Script::MovedToAnotherChannel, Outcome::Fresh, 0..=50),
         Row {
             // Two missed ACKs at the server's 1 s interval: noticed in
             // about 2 s, resumed; UDP carries on meanwhile.
@@ -141,24 +143,12 @@ fn rows() -> Vec<Row> {
             frames: 250,
             ..row("UDP blackout 2 s", vec![udp_loss(1.0, 0.0)], Outcome::Untouched, 90..=110)
         },
-        Row { script: Script::EndpointChange, ..row("endpoint change", vec![], Outcome::Fresh, 0..=50) },
+        scripted("endpoint change", Script::EndpointChange, Outcome::Fresh, 0..=50),
         row("5 % loss, 10 % reordered", vec![udp_loss(0.05, 0.1)], Outcome::Untouched, 1..=25),
-        Row {
-            script: Script::GatewaySessionLost,
-            ..row("main gateway session lost; rejoin", vec![], Outcome::Fresh, 40..=70)
-        },
-        Row {
-            script: Script::NullEndpointThenNew,
-            ..row("null endpoint, then a new one", vec![], Outcome::Fresh, 40..=80)
-        },
-        Row {
-            script: Script::NatRebind,
-            ..row("NAT rebind (the sender's port changes)", vec![], Outcome::Untouched, 0..=0)
-        },
-        Row {
-            script: Script::MemberJoinsAndLeaves,
-            ..row("a member joins, then leaves (DAVE)", vec![], Outcome::Untouched, 0..=0)
-        },
+        scripted("main gateway session lost; rejoin", Script::GatewaySessionLost, Outcome::Fresh, 40..=70),
+        scripted("null endpoint, then a new one", Script::NullEndpointThenNew, Outcome::Fresh, 40..=80),
+        scripted("NAT rebind (the sender's port changes)", Script::NatRebind, Outcome::Untouched, 0..=0),
+        scripted("a member joins, then leaves (DAVE)", Script::MemberJoinsAndLeaves, Outcome::Untouched, 0..=0),
     ]
 }
 
@@ -195,138 +185,136 @@ async fn move_to_new_endpoint(server: &Mock, a: &Bot) {
 /// One row on a server of its own: its line of the table, and what failed.
 async fn run_row(rt: Rt, row: Row) -> (String, Vec<String>) {
     let mut failures = Vec::new();
-    {
-        // The server waits three heartbeat intervals (not 1.5) before it
-        // ends a silent connection with 4009, so that the client, which
-        // notices a missed ACK within two, is first to act on a stall.
-        let server = Mock::start_with(|c| c.server.heartbeat_timeout_factor = 3.0).await;
-        let nat = (row.script == Script::NatRebind).then(|| {
-            let nat = Nat::start(SocketAddr::from(([127, 0, 0, 1], server.udp_port())));
-            server.with_core(|c| c.set_udp_addr(nat.addr()));
-            nat
-        });
-        let a = bot_with(&rt, &server, A.0, |c| {
-            c.proto.move_wait = Duration::from_secs(2);
-            (row.config)(c);
-        });
-        let b = bot(&rt, &server, 20);
-        let call_b = joined(&b, CHANNEL).await;
-        let call_a = joined(&a, CHANNEL).await;
-        let mut events = call_a.take_events().unwrap();
-        let mut audio = call_b.take_audio().unwrap();
-        let sent = frames(3, row.frames);
-        let (player, to_play) = (call_a.clone(), sent.clone());
-        let play = rt.spawn(async move { player.play(to_play).await });
-        rt.sleep(Duration::from_millis(1000)).await;
-        for f in row.start {
+    // The server waits three heartbeat intervals (not 1.5) before it
+    // ends a silent connection with 4009, so that the client, which
+    // notices a missed ACK within two, is first to act on a stall.
+    let server = Mock::start_with(|c| c.server.heartbeat_timeout_factor = 3.0).await;
+    let nat = (row.script == Script::NatRebind).then(|| {
+        let nat = Nat::start(SocketAddr::from(([127, 0, 0, 1], server.udp_port())));
+        server.with_core(|c| c.set_udp_addr(nat.addr()));
+        nat
+    });
+    let a = bot_with(&rt, &server, A.0, |c| {
+        c.proto.move_wait = Duration::from_secs(2);
+        (row.config)(c);
+    });
+    let b = bot(&rt, &server, 20);
+    let call_b = joined(&b, CHANNEL).await;
+    let call_a = joined(&a, CHANNEL).await;
+    let mut events = call_a.take_events().unwrap();
+    let mut audio = call_b.take_audio().unwrap();
+    let sent = frames(3, row.frames);
+    let (player, to_play) = (call_a.clone(), sent.clone());
+    let play = rt.spawn(async move { player.play(to_play).await });
+    rt.sleep(Duration::from_millis(1000)).await;
+    for f in row.start {
+        server.inject(f);
+    }
+    // Listening all along: through the outage, then the rest of the
+    // stream and some (a call that ended gets none).
+    let mut got = Vec::new();
+    let mut rejoined: Option<Call> = None;
+    let mut member = None;
+    match row.script {
+        Script::None => {}
+        Script::GatewaySessionLost => {
+            let lost =
+                VoiceStateUpdate { guild_id: Some(GUILD), channel_id: None, user_id: A, session_id: "lost".into() };
+            a.manager.handle_gateway_event(GatewayEvent::VoiceStateUpdate(lost)).await;
+            got = collect(&rt, &mut audio, row.frames, Duration::from_secs(1)).await;
+            let call = joined(&a, CHANNEL).await;
+            let rest = sent[row.frames * 2 / 3..].to_vec();
+            let player = call.clone();
+            drop(rt.spawn(async move { player.play(rest).await }));
+            rejoined = Some(call);
+        }
+        Script::NullEndpointThenNew => {
+            let gone = VoiceServerUpdate { guild_id: GUILD, token: "old".into(), endpoint: None };
+            a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(gone)).await;
+            got = collect(&rt, &mut audio, row.frames, Duration::from_secs(1)).await;
+            move_to_new_endpoint(&server, &a).await;
+        }
+        Script::EndpointChange => move_to_new_endpoint(&server, &a).await,
+        Script::NatRebind => {
+            let rebound = nat.as_ref().map_or(0, Nat::rebind_senders);
+            if rebound != 1 {
+                failures.push(format!("{}: {rebound} flows rebound, not A's alone", row.name));
+            }
+        }
+        Script::MovedToAnotherChannel => {
+            for (bot, user) in [(&a, A), (&b, Snowflake(20))] {
+                let mut info = server.move_client(user, GUILD, Some(OTHER_CHANNEL), None).expect("move");
+                // The same voice server (4014), reached over TLS.
+                info.endpoint = server.wss_endpoint();
+                for event in info.gateway_events() {
+                    bot.manager.handle_gateway_event(event).await;
+                }
+            }
+        }
+        Script::MemberJoinsAndLeaves => {
+            let before = call_b.stats().await.map(|s| s.proto.dave.transitions_executed).unwrap_or_default();
+            let c = bot(&rt, &server, C);
+            let call_c = joined(&c, CHANNEL).await;
+            got = collect(&rt, &mut audio, row.frames, Duration::from_secs(2)).await;
+            call_c.leave().await.expect("leave");
+            member = Some((c, call_c, before));
+        }
+    }
+    if let Some((after, faults)) = row.end {
+        got = collect(&rt, &mut audio, row.frames, after).await;
+        for f in faults {
             server.inject(f);
         }
-        // Listening all along: through the outage, then the rest of the
-        // stream and some (a call that ended gets none).
-        let mut got = Vec::new();
-        let mut rejoined: Option<Call> = None;
-        let mut member = None;
-        match row.script {
-            Script::None => {}
-            Script::GatewaySessionLost => {
-                let lost =
-                    VoiceStateUpdate { guild_id: Some(GUILD), channel_id: None, user_id: A, session_id: "lost".into() };
-                a.manager.handle_gateway_event(GatewayEvent::VoiceStateUpdate(lost)).await;
-                got = collect(&rt, &mut audio, row.frames, Duration::from_secs(1)).await;
-                let call = joined(&a, CHANNEL).await;
-                let rest = sent[row.frames * 2 / 3..].to_vec();
-                let player = call.clone();
-                drop(rt.spawn(async move { player.play(rest).await }));
-                rejoined = Some(call);
-            }
-            Script::NullEndpointThenNew => {
-                let gone = VoiceServerUpdate { guild_id: GUILD, token: "old".into(), endpoint: None };
-                a.manager.handle_gateway_event(GatewayEvent::VoiceServerUpdate(gone)).await;
-                got = collect(&rt, &mut audio, row.frames, Duration::from_secs(1)).await;
-                move_to_new_endpoint(&server, &a).await;
-            }
-            Script::EndpointChange => move_to_new_endpoint(&server, &a).await,
-            Script::NatRebind => {
-                let rebound = nat.as_ref().map_or(0, Nat::rebind_senders);
-                if rebound != 1 {
-                    failures.push(format!("{}: {rebound} flows rebound, not A's alone", row.name));
-                }
-            }
-            Script::MovedToAnotherChannel => {
-                for (bot, user) in [(&a, A), (&b, Snowflake(20))] {
-                    let mut info = server.move_client(user, GUILD, Some(OTHER_CHANNEL), None).expect("move");
-                    // The same voice server (4014), reached over TLS.
-                    info.endpoint = server.wss_endpoint();
-                    for event in info.gateway_events() {
-                        bot.manager.handle_gateway_event(event).await;
-                    }
-                }
-            }
-            Script::MemberJoinsAndLeaves => {
-                let before = call_b.stats().await.map(|s| s.proto.dave.transitions_executed).unwrap_or_default();
-                let c = bot(&rt, &server, C);
-                let call_c = joined(&c, CHANNEL).await;
-                got = collect(&rt, &mut audio, row.frames, Duration::from_secs(2)).await;
-                call_c.leave().await.expect("leave");
-                member = Some((c, call_c, before));
-            }
-        }
-        if let Some((after, faults)) = row.end {
-            got = collect(&rt, &mut audio, row.frames, after).await;
-            for f in faults {
-                server.inject(f);
-            }
-        }
-        let have = voice_only(&got).len();
-        let stream_left = Duration::from_millis(20 * row.frames as u64).saturating_sub(Duration::from_secs(1));
-        let wait = row.settle.max(stream_left + Duration::from_secs(1));
-        got.extend(collect(&rt, &mut audio, row.frames - have, wait).await);
-        let _ = play.await;
-        rt.sleep(Duration::from_millis(300)).await;
-        let voice = voice_only(&got);
-        let lost = sent.iter().filter(|s| !voice.contains(s)).count();
-        let mut saw = Vec::new();
-        while let Ok(e) = events.try_recv() {
-            saw.push(e);
-        }
-        let history = call_a.snapshot().await.map(|s| s.reconnections).unwrap_or_default();
-        let state = call_a.state().state;
-        let ok = match (row.outcome, &rejoined) {
-            (Outcome::Fresh, Some(call)) => {
-                saw.contains(&Event::Disconnected { reason: DisconnectReason::Kicked })
-                    && call.state().state == State::Connected
-            }
-            (Outcome::Resumed, _) => {
-                state == State::Connected && history.iter().any(|r| r.outcome == ReconnectOutcome::Resumed)
-            }
-            (Outcome::Fresh, None) => {
-                state == State::Connected && history.iter().any(|r| r.outcome == ReconnectOutcome::Fresh)
-            }
-            (Outcome::Untouched, _) => state == State::Connected && history.is_empty(),
-            (Outcome::Final(reason), _) => saw.contains(&Event::Disconnected { reason }),
-        };
-        if !ok {
-            failures.push(format!(
-                "{}: expected {:?}; state {state:?}, events {saw:?}, history {history:?}",
-                row.name, row.outcome
-            ));
-        }
-        if let Some((_, call_c, before)) = &member {
-            let dave = call_b.stats().await.map(|s| s.proto.dave).unwrap_or_default();
-            let stats_c = call_c.stats().await.map(|s| s.proto.dave).unwrap_or_default();
-            // B went through the join's and the leave's transitions; C
-            // decrypted A's frames while it was there.
-            if dave.transitions_executed < before + 2 || stats_c.frames_decrypted == 0 {
-                failures.push(format!("{}: B's DAVE {dave:?}; C's {stats_c:?}", row.name));
-            }
-        }
-        if server.stats().decrypt_failures != 0 {
-            failures.push(format!("{}: the server failed to decrypt", row.name));
-        }
-        if !row.lost.contains(&lost) {
-            failures.push(format!("{}: lost {lost}, not {:?}", row.name, row.lost));
-        }
-        let line = format!("{:<40} {:<40} {lost:>4} lost ({} ms)", row.name, format!("{:?}", row.outcome), lost * 20);
-        (line, failures)
     }
+    let have = voice_only(&got).len();
+    let stream_left = Duration::from_millis(20 * row.frames as u64).saturating_sub(Duration::from_secs(1));
+    let wait = row.settle.max(stream_left + Duration::from_secs(1));
+    got.extend(collect(&rt, &mut audio, row.frames - have, wait).await);
+    let _ = play.await;
+    rt.sleep(Duration::from_millis(300)).await;
+    let voice = voice_only(&got);
+    let lost = sent.iter().filter(|s| !voice.contains(s)).count();
+    let mut saw = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        saw.push(e);
+    }
+    let history = call_a.snapshot().await.map(|s| s.reconnections).unwrap_or_default();
+    let state = call_a.state().state;
+    let ok = match (row.outcome, &rejoined) {
+        (Outcome::Fresh, Some(call)) => {
+            saw.contains(&Event::Disconnected { reason: DisconnectReason::Kicked })
+                && call.state().state == State::Connected
+        }
+        (Outcome::Resumed, _) => {
+            state == State::Connected && history.iter().any(|r| r.outcome == ReconnectOutcome::Resumed)
+        }
+        (Outcome::Fresh, None) => {
+            state == State::Connected && history.iter().any(|r| r.outcome == ReconnectOutcome::Fresh)
+        }
+        (Outcome::Untouched, _) => state == State::Connected && history.is_empty(),
+        (Outcome::Final(reason), _) => saw.contains(&Event::Disconnected { reason }),
+    };
+    if !ok {
+        failures.push(format!(
+            "{}: expected {:?}; state {state:?}, events {saw:?}, history {history:?}",
+            row.name, row.outcome
+        ));
+    }
+    if let Some((_, call_c, before)) = &member {
+        let dave = call_b.stats().await.map(|s| s.proto.dave).unwrap_or_default();
+        let stats_c = call_c.stats().await.map(|s| s.proto.dave).unwrap_or_default();
+        // B went through the join's and the leave's transitions; C
+        // decrypted A's frames while it was there.
+        if dave.transitions_executed < before + 2 || stats_c.frames_decrypted == 0 {
+            failures.push(format!("{}: B's DAVE {dave:?}; C's {stats_c:?}", row.name));
+        }
+    }
+    if server.stats().decrypt_failures != 0 {
+        failures.push(format!("{}: the server failed to decrypt", row.name));
+    }
+    if !row.lost.contains(&lost) {
+        failures.push(format!("{}: lost {lost}, not {:?}", row.name, row.lost));
+    }
+    let line = format!("{:<40} {:<40} {lost:>4} lost ({} ms)", row.name, format!("{:?}", row.outcome), lost * 20);
+    (line, failures)
 }
