@@ -39,7 +39,7 @@ pub use demux::{DatagramKind, classify};
 pub use error::{Error, Result};
 pub use ext::Extension;
 pub use mode::Mode;
-pub use rtp::{RtpHeader, RtpPacket, RtpPacketMut};
+pub use rtp::{RtpHeader, RtpLayout, RtpPacket, RtpPacketMut};
 
 /// The Opus silence frame sent five times when speech stops.
 pub const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];

@@ -5,6 +5,7 @@
 //! Nothing here allocates except [`RtpHeader::write`], which only grows the
 //! caller's `Vec` when it lacks capacity.
 
+use crate::crypto::RtpFields;
 use crate::error::need;
 use crate::ext::Extension;
 use crate::{Error, Result};
@@ -148,7 +149,43 @@ macro_rules! header_getters {
     };
 }
 
+/// What opening a sealed packet needs of its clear header, read once by
+/// [`RtpPacket::layout`]: a receiver that has looked at the header (to
+/// route by SSRC, say) hands it to [`Cipher::open_laid_out`](crate::Cipher::open_laid_out)
+/// instead of having the header parsed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpLayout {
+    /// The header fields.
+    pub fields: RtpFields,
+    pub(crate) len: usize,
+    /// The fixed header as read, to refuse a layout of another packet.
+    pub(crate) head: [u8; FIXED_HEADER_LEN],
+    pub(crate) padded: bool,
+    pub(crate) csrc_count: u8,
+    pub(crate) rtpsize_clear_len: usize,
+    pub(crate) extension_preamble: Option<(u16, usize)>,
+}
+
 impl<'a> RtpPacket<'a> {
+    /// The header as opening needs it.
+    pub fn layout(&self) -> RtpLayout {
+        RtpLayout {
+            fields: RtpFields {
+                marker: self.marker(),
+                payload_type: self.payload_type(),
+                sequence: self.sequence(),
+                timestamp: self.timestamp(),
+                ssrc: self.ssrc(),
+            },
+            len: self.buf.len(),
+            head: self.buf.get(..FIXED_HEADER_LEN).and_then(|h| h.try_into().ok()).unwrap_or_default(),
+            padded: self.has_padding(),
+            csrc_count: self.csrc_count(),
+            rtpsize_clear_len: self.rtpsize_clear_len(),
+            extension_preamble: self.extension_preamble(),
+        }
+    }
+
     /// Views `buf` as an RTP packet.
     pub fn new(buf: &'a [u8]) -> Result<Self> {
         check(buf)?;

@@ -12,41 +12,22 @@
 
 mod backend;
 mod key;
+mod nonce;
 
 pub use key::{KEY_LEN, SecretKey};
 
 use core::ops::Range;
 
 use backend::{Backend, TAG_LEN};
+use nonce::{NonceCounter, NonceSource};
 
 use crate::ext::Extension;
 use crate::rtcp::is_rtcp;
-use crate::rtp::{FIXED_HEADER_LEN, RtpPacket};
+use crate::rtp::{FIXED_HEADER_LEN, RtpLayout, RtpPacket};
 use crate::{Error, Mode, Result};
 
 /// Length of the RTCP part left in clear: header word and sender SSRC.
 pub const RTCP_CLEAR_LEN: usize = 8;
-
-/// Where a mode's nonce comes from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum NonceSource {
-    /// A 4-byte counter, appended; fills the first 4 bytes of the nonce.
-    Counter4,
-    /// The whole 24-byte nonce, appended.
-    Suffix24,
-    /// The first 12 packet bytes, nothing appended (`xsalsa20_poly1305`).
-    Header12,
-}
-
-impl NonceSource {
-    fn suffix_len(self) -> usize {
-        match self {
-            NonceSource::Counter4 => 4,
-            NonceSource::Suffix24 => 24,
-            NonceSource::Header12 => 0,
-        }
-    }
-}
 
 /// The header fields of an opened packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,15 +73,15 @@ impl Cipher {
     /// A cipher for `mode` under `key`.
     pub fn new(mode: Mode, key: &SecretKey) -> Self {
         let k = key.as_bytes();
-        let (backend, nonce) = match mode {
-            Mode::Aes256GcmRtpSize | Mode::Aes256Gcm => (Backend::aes(k), NonceSource::Counter4),
-            Mode::XChaCha20Poly1305RtpSize => (Backend::xchacha(k), NonceSource::Counter4),
-            Mode::XSalsa20Poly1305LiteRtpSize | Mode::XSalsa20Poly1305Lite => {
-                (Backend::xsalsa(k), NonceSource::Counter4)
-            }
-            Mode::XSalsa20Poly1305Suffix => (Backend::xsalsa(k), NonceSource::Suffix24),
-            Mode::XSalsa20Poly1305 => (Backend::xsalsa(k), NonceSource::Header12),
+        let backend = match mode {
+            Mode::Aes256GcmRtpSize | Mode::Aes256Gcm => Backend::aes(k),
+            Mode::XChaCha20Poly1305RtpSize => Backend::xchacha(k),
+            Mode::XSalsa20Poly1305LiteRtpSize
+            | Mode::XSalsa20Poly1305Lite
+            | Mode::XSalsa20Poly1305Suffix
+            | Mode::XSalsa20Poly1305 => Backend::xsalsa(k),
         };
+        let nonce = NonceSource::for_mode(mode);
         Cipher { mode, backend, nonce }
     }
 
@@ -144,18 +125,6 @@ impl Cipher {
         if self.mode.is_rtpsize() { packet.rtpsize_clear_len() } else { FIXED_HEADER_LEN }
     }
 
-    fn nonce(&self, buf: &[u8], clear: usize, suffix: &[u8]) -> [u8; 24] {
-        let mut nonce = [0u8; 24];
-        match self.nonce {
-            NonceSource::Header12 => {
-                let n = clear.min(12);
-                nonce[..n].copy_from_slice(&buf[..n]);
-            }
-            _ => nonce[..suffix.len()].copy_from_slice(suffix),
-        }
-        nonce
-    }
-
     /// Seals `buf[..len]` (clear part `buf[..clear]`) into `buf`, appending tag
     /// and `suffix`; returns the sealed length.
     fn seal_raw(&self, buf: &mut [u8], len: usize, clear: usize, suffix: &[u8]) -> Result<usize> {
@@ -163,7 +132,7 @@ impl Cipher {
         if buf.len() < total {
             return Err(Error::BufferTooSmall { needed: total, have: buf.len() });
         }
-        let nonce = self.nonce(buf, clear, suffix);
+        let nonce = self.nonce.nonce(buf, clear, suffix);
         let nonce = &nonce[..self.backend.nonce_len()];
         let body = len - clear;
         if self.tag_in_front() {
@@ -189,7 +158,7 @@ impl Cipher {
             return Err(Error::TooShort { needed: min, got: buf.len() });
         }
         let end = buf.len() - suffix;
-        let nonce = self.nonce(buf, clear, &buf[end..]);
+        let nonce = self.nonce.nonce(buf, clear, &buf[end..]);
         let nonce = &nonce[..self.backend.nonce_len()];
         if self.tag_in_front() {
             let (head, rest) = buf.split_at_mut(clear + TAG_LEN);
@@ -225,18 +194,23 @@ impl Cipher {
     /// extension body and padding stripped. Bytes outside the payload are
     /// left as they are (decrypted where they were encrypted).
     pub fn open<'a>(&self, buf: &'a mut [u8]) -> Result<Opened<'a>> {
-        let packet = RtpPacket::new(buf)?;
-        let header = RtpFields {
-            marker: packet.marker(),
-            payload_type: packet.payload_type(),
-            sequence: packet.sequence(),
-            timestamp: packet.timestamp(),
-            ssrc: packet.ssrc(),
-        };
-        let (padded, csrc_bytes) = (packet.has_padding(), 4 * usize::from(packet.csrc_count()));
-        let clear = self.rtp_clear_len(&packet);
-        let clear_preamble = if self.mode.is_rtpsize() { packet.extension_preamble() } else { None };
-        let has_ext = packet.has_extension();
+        let layout = RtpPacket::new(buf)?.layout();
+        self.open_laid_out(buf, &layout)
+    }
+
+    /// [`Cipher::open`] for a packet whose header was read already
+    /// ([`RtpPacket::layout`] of this very `buf`; a layout of a packet of
+    /// another length or fixed header is refused).
+    pub fn open_laid_out<'a>(&self, buf: &'a mut [u8], layout: &RtpLayout) -> Result<Opened<'a>> {
+        if layout.len != buf.len() || buf.get(..FIXED_HEADER_LEN) != Some(&layout.head[..]) {
+            return Err(Error::OutOfRange("layout of another packet"));
+        }
+        let header = layout.fields;
+        let (padded, csrc_bytes) = (layout.padded, 4 * usize::from(layout.csrc_count));
+        // UNCERTAIN (PROTOCOL.md §4.3): see `rtp_clear_len`.
+        let clear = if self.mode.is_rtpsize() { layout.rtpsize_clear_len } else { FIXED_HEADER_LEN };
+        let clear_preamble = if self.mode.is_rtpsize() { layout.extension_preamble } else { None };
+        let has_ext = layout.extension_preamble.is_some();
 
         let plain = self.open_raw(buf, clear)?;
         let (mut start, mut end) = (plain.start, plain.end);
@@ -306,16 +280,8 @@ impl Cipher {
 #[derive(Debug)]
 pub struct Sealer {
     cipher: Cipher,
-    first: u32,
-    used: u64,
+    counter: NonceCounter,
 }
-
-const COUNTER_SPACE: u64 = 1 << 32;
-
-/// Packets one key may seal in `xsalsa20_poly1305`, whose nonce is the RTP
-/// header: with sequence +1 and timestamp +960 per packet, the pair repeats
-/// after 2^26 packets (960 = 2^6 * 15, so the timestamp cycles in 2^26).
-const HEADER_NONCE_SPACE: u64 = 1 << 26;
 
 impl Sealer {
     /// A sealer whose first nonce counter value is `first_nonce`.
@@ -323,7 +289,7 @@ impl Sealer {
     /// Any start works; the counter wraps modulo 2^32 but never reaches its
     /// start again.
     pub fn new(cipher: Cipher, first_nonce: u32) -> Self {
-        Sealer { cipher, first: first_nonce, used: 0 }
+        Sealer { cipher, counter: NonceCounter::new(first_nonce, 0) }
     }
 
     /// A sealer whose first nonce was `first_nonce` and which has already
@@ -331,7 +297,7 @@ impl Sealer {
     /// the end of the counter space without sealing 2^32 packets.
     #[doc(hidden)]
     pub fn with_nonces_used(cipher: Cipher, first_nonce: u32, used: u64) -> Self {
-        Sealer { cipher, first: first_nonce, used: used.min(COUNTER_SPACE) }
+        Sealer { cipher, counter: NonceCounter::new(first_nonce, used) }
     }
 
     /// The cipher, for opening received packets.
@@ -346,31 +312,11 @@ impl Sealer {
 
     /// How many more packets this sealer can seal under its key.
     pub fn nonces_left(&self) -> u64 {
-        self.space().saturating_sub(self.used)
-    }
-
-    fn space(&self) -> u64 {
-        match self.cipher.nonce {
-            NonceSource::Header12 => HEADER_NONCE_SPACE,
-            _ => COUNTER_SPACE,
-        }
+        self.counter.left(self.cipher.nonce)
     }
 
     fn next_suffix(&mut self) -> Result<([u8; 24], usize)> {
-        let mut suffix = [0u8; 24];
-        let len = self.cipher.suffix_len();
-        if self.used >= self.space() {
-            return Err(Error::NonceExhausted);
-        }
-        if len == 0 {
-            // The nonce is the header; count the packet all the same.
-            self.used += 1;
-        } else {
-            let counter = self.first.wrapping_add(self.used as u32);
-            self.used += 1;
-            suffix[..4].copy_from_slice(&counter.to_be_bytes());
-        }
-        Ok((suffix, len))
+        self.counter.next(self.cipher.nonce)
     }
 
     /// Seals the RTP packet `buf[..len]` in place, returning the sealed length.
