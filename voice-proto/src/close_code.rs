@@ -1,7 +1,9 @@
 //! The close-code policy: what to do when the voice websocket closes.
 //!
 //! One table, from PROTOCOL.md §2.7 and §7.3, for every documented code and
-//! for abnormal closes. The connection consults nothing else.
+//! for abnormal closes, and `ClosePolicy`, the rules that remember
+//! earlier closes (the 4004 retry) or depend on the attempt (a resume that
+//! times out). The connection consults nothing else.
 
 /// What the connection does after a close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +65,66 @@ pub fn close_action(code: Option<u16>) -> CloseAction {
     }
 }
 
+/// The close policy's memory across one connection's attempts: the table
+/// above, plus the rules that depend on what came before.
+///
+/// * 4004 (authentication failed) gets one fresh attempt: a second 4004
+///   before a session is established again ends the connection.
+/// * A handshake or websocket-open timeout while resuming falls back to a
+///   fresh connection (PROTOCOL.md §2.7, 4015 row); otherwise the same
+///   credentials are tried again.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClosePolicy {
+    /// 4004 closes since the last established session.
+    auth_failures: u32,
+}
+
+impl ClosePolicy {
+    /// What to do after the websocket closed with `code` (`None`: no close
+    /// frame).
+    pub(crate) fn on_close(&mut self, code: Option<u16>) -> CloseAction {
+        if code == Some(4004) {
+            self.auth_failures += 1;
+            if self.auth_failures > 1 {
+                return CloseAction::Final(FinalReason::ClientError(4004));
+            }
+        }
+        close_action(code)
+    }
+
+    /// What to do when the websocket did not open, or the handshake did not
+    /// finish, in time.
+    pub(crate) fn on_handshake_timeout(&self, resuming: bool) -> CloseAction {
+        if resuming { CloseAction::Fresh } else { CloseAction::Resume }
+    }
+
+    /// A session was established: the credentials work.
+    pub(crate) fn on_established(&mut self) {
+        self.auth_failures = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_4004_before_a_session_is_final_and_a_session_forgives_the_first() {
+        let mut p = ClosePolicy::default();
+        assert_eq!(p.on_close(Some(4004)), CloseAction::Fresh);
+        assert_eq!(p.on_close(Some(4004)), CloseAction::Final(FinalReason::ClientError(4004)));
+        let mut p = ClosePolicy::default();
+        assert_eq!(p.on_close(Some(4004)), CloseAction::Fresh);
+        p.on_established();
+        assert_eq!(p.on_close(Some(4004)), CloseAction::Fresh);
+    }
+
+    #[test]
+    fn a_resume_that_times_out_goes_fresh_and_anything_else_retries() {
+        let p = ClosePolicy::default();
+        assert_eq!(p.on_handshake_timeout(true), CloseAction::Fresh);
+        assert_eq!(p.on_handshake_timeout(false), CloseAction::Resume);
+    }
 
     #[test]
     fn table_matches_protocol_md() {

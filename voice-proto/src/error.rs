@@ -1,7 +1,28 @@
 //! Per-input errors. None of them changes the connection's state: the input
 //! is dropped (and counted) and the connection carries on.
+//!
+//! Errors about what came from the network (a malformed frame, a datagram
+//! that fails authentication) are kept apart from [`Misuse`]: the caller's
+//! own code broke the driving contract, and no input from a peer can cause
+//! it.
 
 use crate::wire::WireError;
+
+/// The API was used against its contract: a bug in the driver, never
+/// something a peer sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// A websocket message was reported while no websocket is open: after
+    /// [`Output::CloseWs`](crate::Output::CloseWs), report nothing more
+    /// from that socket.
+    #[error("no websocket is open (report nothing from a socket after CloseWs)")]
+    WsNotOpen,
+    /// An input after `close()` completed ([`Event::Closed`](crate::Event::Closed)):
+    /// the connection is inert.
+    #[error("the connection is closed")]
+    Closed,
+}
 
 /// A websocket message could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -10,10 +31,10 @@ pub enum WsError {
     /// The frame is malformed.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// A message arrived while no websocket is open (API misuse: after
-    /// `CloseWs`, report nothing more from that socket).
-    #[error("no websocket is open")]
-    NotOpen,
+    /// The driver broke the contract (a message from a socket it was told
+    /// to close, or after `close()`).
+    #[error(transparent)]
+    Misuse(#[from] Misuse),
     /// A well-formed message that is not valid now (e.g. a Session
     /// Description for a mode that was not selected); it was ignored.
     #[error("unexpected message: {0}")]
@@ -42,6 +63,9 @@ pub enum DatagramError {
     /// The voice frame inside failed end-to-end decryption.
     #[error(transparent)]
     E2ee(#[from] E2eeError),
+    /// The driver broke the contract (a datagram fed after `close()`).
+    #[error(transparent)]
+    Misuse(#[from] Misuse),
 }
 
 /// A received frame that end-to-end encryption (DAVE) refused. Frames whose
@@ -86,4 +110,7 @@ pub enum SendError {
     /// End-to-end encryption of the frame failed (logged); nothing was sent.
     #[error("end-to-end encryption failed")]
     E2eeFailed,
+    /// The driver broke the contract (audio after `close()`).
+    #[error(transparent)]
+    Misuse(#[from] Misuse),
 }

@@ -28,7 +28,7 @@ pub(crate) struct Heartbeat {
     outstanding: Option<u64>,
     last_nonce: u64,
     /// Round-trip time of the last acknowledged beat.
-    pub(crate) rtt: Option<Duration>,
+    rtt: Option<Duration>,
     sent_at: Instant,
 }
 
@@ -45,6 +45,11 @@ impl Heartbeat {
     }
 
     /// When the next beat is due.
+    /// The round trip of the last acknowledged beat.
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
     pub(crate) fn deadline(&self) -> Instant {
         self.next
     }

@@ -68,7 +68,7 @@ pub use close_code::{CloseAction, FinalReason, close_action};
 pub use config::Config;
 pub use connection::{Datagram, OwnedVoicePacket, State, Transmit, VoiceConnection, VoicePacket};
 pub use dave::is_dave_frame;
-pub use error::{DatagramError, E2eeError, SendError, WsError};
+pub use error::{DatagramError, E2eeError, Misuse, SendError, WsError};
 pub use gateway::{ConnectionInfo, GatewayEvent, UpdateVoiceState, VoiceServerUpdate, VoiceStateUpdate, WsTarget};
 pub use output::{DisconnectReason, Event, Output, ReconnectReason, TimeoutReason};
 pub use speaking::SpeakingFlags;

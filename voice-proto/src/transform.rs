@@ -62,7 +62,7 @@ pub(crate) struct Released {
 /// and the hold buffer.
 #[derive(Debug)]
 pub(crate) struct FrameTransform {
-    pub(crate) dave: Dave,
+    dave: Dave,
     sealed: Vec<u8>,
     opened: Vec<u8>,
     hold: Hold,
@@ -80,6 +80,16 @@ impl FrameTransform {
     /// buffers stay.
     pub(crate) fn reset(&mut self, config: &Config) {
         (self.dave, self.hold) = session_state(config);
+    }
+
+    /// The DAVE machine.
+    pub(crate) fn dave(&self) -> &Dave {
+        &self.dave
+    }
+
+    /// The DAVE machine, to feed it.
+    pub(crate) fn dave_mut(&mut self) -> &mut Dave {
+        &mut self.dave
     }
 
     /// Whether a non-silent frame can be sent now.

@@ -39,7 +39,7 @@ impl VoiceConnection {
         self.channel = Some(channel);
         self.op4(Some(channel));
         if idle || self.state == State::AwaitingVoiceInfo {
-            self.backoff.reset();
+            self.reconnect.reset_backoff();
             self.timers.stop(Timer::MoveWait);
             self.await_voice_info(now);
         }
@@ -80,7 +80,7 @@ impl VoiceConnection {
         self.channel = None;
         self.info = Default::default();
         self.timers.stop_all();
-        self.pending = None;
+        self.reconnect.cancel();
         self.leaving = false;
         self.state = State::Idle;
         self.event(Event::Disconnected { reason: DisconnectReason::Requested });
@@ -144,7 +144,7 @@ impl VoiceConnection {
         }
         self.drop_session(1000);
         self.timers.stop_all();
-        self.pending = None;
+        self.reconnect.cancel();
         self.state = State::Disconnected;
         self.event(Event::Disconnected { reason });
     }

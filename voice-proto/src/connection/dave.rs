@@ -15,12 +15,12 @@ impl VoiceConnection {
     /// Carries out what the DAVE machine queued, then delivers held frames
     /// whose key arrived. Called after every input that reaches it.
     pub(crate) fn drain_dave(&mut self, now: Instant) {
-        while let Some(o) = self.transform.dave.poll() {
+        while let Some(o) = self.transform.dave_mut().poll() {
             match o {
                 DaveOutput::Json(m) => self.send_message(&m),
                 DaveOutput::Binary(frame) => self.push(Output::WsSend(WsFrame::Binary(frame))),
                 DaveOutput::PrivacyCode(privacy_code) => {
-                    let dave_protocol_version = self.transform.dave.version();
+                    let dave_protocol_version = self.transform.dave().version();
                     self.event(Event::PrivacyCodeChanged { privacy_code, dave_protocol_version });
                 }
                 DaveOutput::Failed(reason) => return self.disconnect(reason),
@@ -28,7 +28,7 @@ impl VoiceConnection {
         }
         // Retried only when keys changed: a frame that still fails costs a
         // decryption attempt (and a davey warning) per retry.
-        let released = if self.transform.dave.take_keys_changed() {
+        let released = if self.transform.dave_mut().take_keys_changed() {
             self.transform.retry_held(&mut self.stats.dave)
         } else {
             Vec::new()
@@ -63,16 +63,13 @@ impl VoiceConnection {
     }
 
     pub(crate) fn arm_hold_timer(&mut self) {
-        match self.transform.hold_deadline() {
-            Some(at) => self.timers.set(Timer::DaveHold, at),
-            None => self.timers.stop(Timer::DaveHold),
-        }
+        self.timers.set_or_stop(Timer::DaveHold, self.transform.hold_deadline());
     }
 
     /// The DAVE version audio is sent under: 0 means transport encryption
     /// only (no DAVE negotiated, or a downgrade executed).
     pub fn dave_protocol_version(&self) -> u16 {
-        self.transform.dave.version()
+        self.transform.dave().version()
     }
 
     /// Whether [`send_opus`](Self::send_opus) would send a frame now: the
@@ -91,31 +88,31 @@ impl VoiceConnection {
     /// The call's voice privacy code (30 digits), equal at every member of
     /// the current MLS epoch; `None` without a DAVE group.
     pub fn voice_privacy_code(&self) -> Option<&str> {
-        if self.transform.dave.version() == 0 {
+        if self.transform.dave().version() == 0 {
             return None;
         }
-        self.transform.dave.privacy_code()
+        self.transform.dave().privacy_code()
     }
 
     /// The 45-digit code that `user` and this bot compare out of band to
     /// verify each other; `None` when `user` is not in the current group.
     pub fn verification_code(&self, user: Snowflake) -> Option<String> {
-        self.transform.dave.verification_code(user)
+        self.transform.dave().verification_code(user)
     }
 
     /// The DAVE group's MLS epoch, once there is a group.
     pub fn dave_epoch(&self) -> Option<u64> {
-        self.transform.dave.epoch()
+        self.transform.dave().epoch()
     }
 
     /// The DAVE group's members (this bot included), in leaf order.
     pub fn dave_members(&self) -> Option<Vec<Snowflake>> {
-        self.transform.dave.members()
+        self.transform.dave().members()
     }
 
     /// The MLS epoch authenticator of the group: equal at every member of
     /// an epoch (what the privacy code is derived from).
     pub fn dave_epoch_authenticator(&self) -> Option<Vec<u8>> {
-        self.transform.dave.epoch_authenticator()
+        self.transform.dave().epoch_authenticator()
     }
 }

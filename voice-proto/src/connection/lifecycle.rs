@@ -2,8 +2,9 @@
 
 use std::time::Instant;
 
-use super::{Pending, State, VoiceConnection, Ws};
-use crate::close_code::{CloseAction, close_action};
+use super::reconnect::Pending;
+use super::{State, VoiceConnection};
+use crate::close_code::CloseAction;
 use crate::gateway::WsTarget;
 use crate::output::{DisconnectReason, Event, Output, ReconnectReason};
 use crate::timer::Timer;
@@ -11,11 +12,9 @@ use crate::timer::Timer;
 impl VoiceConnection {
     /// Closes the websocket (if any) and forgets its heartbeat.
     pub(crate) fn drop_ws(&mut self, code: u16) {
-        if self.ws != Ws::Closed {
+        if self.session.close() {
             self.push(Output::CloseWs { code });
-            self.ws = Ws::Closed;
         }
-        self.heartbeat = None;
         for t in [Timer::Heartbeat, Timer::WsOpen, Timer::Handshake] {
             self.timers.stop(t);
         }
@@ -24,11 +23,12 @@ impl VoiceConnection {
     /// Drops the websocket and the voice server session (UDP state, keys).
     pub(crate) fn drop_session(&mut self, code: u16) {
         self.drop_ws(code);
-        self.link = None;
+        self.path = None;
+        self.sender = None;
         self.connected_to = None;
-        self.last_seq = None;
+        self.session.forget_seq();
         self.users.clear();
-        self.clear_unnamed();
+        self.unnamed.clear(&mut self.stats);
         // DAVE belongs to the voice session: a fresh connection starts over.
         self.reset_dave();
         for t in [
@@ -53,14 +53,15 @@ impl VoiceConnection {
         // The contract: any socket from before is closed before ConnectWs.
         self.drop_ws(if resume { 4000 } else { 1000 });
         if !resume {
-            self.link = None;
-            self.last_seq = None;
+            self.path = None;
+            self.sender = None;
+            self.session.forget_seq();
             self.reset_dave();
             self.connected_to = self.info.token.clone().map(|t| (endpoint.clone(), t));
         }
         let target = WsTarget::from_endpoint(&endpoint, self.config.gateway_version, self.config.plain_ws);
         self.push(Output::ConnectWs(target));
-        self.ws = Ws::Opening { resume };
+        self.session.open(resume);
         self.state = if resume { State::Resuming } else { State::Connecting };
         self.timers.set(Timer::WsOpen, now + self.config.ws_open_timeout);
         if resume {
@@ -87,7 +88,7 @@ impl VoiceConnection {
             return self.finish_leave();
         }
         tracing::info!(?reason, ?pending, "voice connection lost");
-        let established = self.link.as_ref().is_some_and(|l| l.sender.is_some());
+        let established = self.sender.is_some();
         if pending == Pending::Resume && !established {
             pending = Pending::Reidentify;
         }
@@ -96,16 +97,14 @@ impl VoiceConnection {
         if pending != Pending::Resume {
             self.drop_session(4000);
         }
-        if self.backoff.attempts() >= self.config.max_reconnect_attempts {
+        let Some(delay) = self.reconnect.schedule(pending, self.config.max_reconnect_attempts, &mut self.rng) else {
             self.disconnect(DisconnectReason::ReconnectFailed);
             return;
-        }
+        };
         self.event(Event::Reconnecting { reason });
-        let delay = self.backoff.next_delay(&mut self.rng);
         if pending != Pending::Resume {
             self.stats.reconnects += 1;
         }
-        self.pending = Some(pending);
         self.state = State::Reconnecting;
         if delay.is_zero() {
             self.on_reconnect_timer(now);
@@ -116,19 +115,13 @@ impl VoiceConnection {
 
     /// Forgets a scheduled reconnect (new credentials superseded it).
     pub(crate) fn cancel_reconnect(&mut self) {
-        self.pending = None;
+        self.reconnect.cancel();
         self.timers.stop(Timer::Reconnect);
     }
 
     pub(crate) fn on_reconnect_timer(&mut self, now: Instant) {
         self.timers.stop(Timer::Reconnect);
-        let established = self.link.as_ref().is_some_and(|l| l.sender.is_some());
-        let pending = match self.pending.take() {
-            // Nothing left to resume (the session was dropped meanwhile).
-            Some(Pending::Resume) if !established => Some(Pending::Reidentify),
-            p => p,
-        };
-        match pending {
+        match self.reconnect.take(self.sender.is_some()) {
             Some(Pending::Resume) => self.start_ws(now, true),
             Some(Pending::Reidentify) => self.start_ws(now, false),
             Some(Pending::Fresh) => {
@@ -142,21 +135,13 @@ impl VoiceConnection {
 
     /// The websocket closed with `code` (`None`: no close frame).
     pub(crate) fn on_ws_closed(&mut self, code: Option<u16>, now: Instant) {
-        self.ws = Ws::Closed;
-        self.heartbeat = None;
+        self.session.close();
         if self.leaving {
             return self.finish_leave();
         }
-        if code == Some(4004) {
-            // Authentication failed: one fresh attempt, then give up.
-            self.auth_failures += 1;
-            if self.auth_failures > 1 {
-                return self.disconnect(DisconnectReason::ProtocolError(4004));
-            }
-        }
         let reason = ReconnectReason::Closed(code);
         let resuming = self.state == State::Resuming;
-        match close_action(code) {
+        match self.policy.on_close(code) {
             // A resume that fails by another abnormal close may be retried
             // (the attempt limit bounds it); 4006 lands in Fresh below.
             CloseAction::Resume => self.fail(now, reason, Pending::Resume),
@@ -170,7 +155,7 @@ impl VoiceConnection {
                 self.drop_session(1000);
                 self.info.token = None;
                 self.info.endpoint = None;
-                self.move_code = code.unwrap_or(4014);
+                self.reconnect.await_move(code.unwrap_or(4014));
                 self.state = State::AwaitingMove;
                 self.timers.set(Timer::MoveWait, now + self.config.move_wait);
                 self.event(Event::Reconnecting { reason });
@@ -181,15 +166,17 @@ impl VoiceConnection {
 
     pub(crate) fn on_move_wait_timeout(&mut self, _now: Instant) {
         if self.state == State::AwaitingMove {
-            self.disconnect(DisconnectReason::CallTerminated(self.move_code));
+            self.disconnect(DisconnectReason::CallTerminated(self.reconnect.move_code()));
         }
     }
 
     /// The websocket did not open, or the handshake did not finish, in
-    /// time. A resume that times out falls back to a fresh connection
-    /// (PROTOCOL.md §2.7, 4015 row); anything else identifies again.
+    /// time: the close policy says what follows.
     pub(crate) fn on_handshake_timeout(&mut self, now: Instant, reason: ReconnectReason) {
-        let pending = if self.state == State::Resuming { Pending::Fresh } else { Pending::Resume };
+        let pending = match self.policy.on_handshake_timeout(self.state == State::Resuming) {
+            CloseAction::Fresh => Pending::Fresh,
+            _ => Pending::Resume,
+        };
         self.fail(now, reason, pending);
     }
 

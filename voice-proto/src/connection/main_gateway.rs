@@ -90,7 +90,7 @@ impl VoiceConnection {
             State::AwaitingMove | State::Disconnected => {
                 // Moved after 4014/4022 (or rejoined by the main gateway).
                 self.timers.stop(Timer::MoveWait);
-                self.backoff.reset();
+                self.reconnect.reset_backoff();
                 self.await_voice_info(now);
                 self.connect_if_ready(now);
             }
@@ -100,7 +100,7 @@ impl VoiceConnection {
                 self.event(Event::Reconnecting { reason: ReconnectReason::EndpointChanged });
                 self.drop_session(1000);
                 self.cancel_reconnect();
-                self.backoff.reset();
+                self.reconnect.reset_backoff();
                 self.await_voice_info(now);
                 self.connect_if_ready(now);
             }

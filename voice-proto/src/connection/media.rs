@@ -3,23 +3,20 @@
 //! trailer when speech stops.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use voice_rtp::{Cipher, Mode, OPUS_SILENCE, RtpHeader, SAMPLES_PER_FRAME, Sealer, SecretKey};
+use voice_rtp::OPUS_SILENCE;
 
-use super::VoiceConnection;
+use super::send::{MediaSend, Trailer};
+use super::{State, VoiceConnection};
 use crate::SpeakingFlags;
-use crate::error::SendError;
-use crate::output::Output;
+use crate::error::{Misuse, SendError};
 use crate::timer::Timer;
 use crate::wire::{Message, Speaking};
 
 /// Largest Opus frame accepted by `send_opus`: what fits a 1500-byte path
 /// with IP, UDP, RTP and transport overhead to spare.
 pub const MAX_FRAME_LEN: usize = 1400;
-/// Silence frames sent when speech stops.
-const SILENCE_FRAMES: u8 = 5;
-const FRAME: Duration = Duration::from_millis(20);
 
 /// Where to send a datagram that `send_opus` wrote into the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,62 +25,6 @@ pub struct Transmit {
     pub to: SocketAddr,
     /// Bytes written to the buffer.
     pub len: usize,
-}
-
-/// The sending half of an established session.
-pub(crate) struct Sender {
-    sealer: Sealer,
-    sequence: u16,
-    timestamp: u32,
-    /// Whether op 5 with non-zero flags went out since the last stop.
-    pub(crate) speaking: bool,
-    silence_left: u8,
-}
-
-impl Sender {
-    pub(crate) fn new(mode: Mode, key: &SecretKey, sequence: u16, timestamp: u32, nonce: u32) -> Self {
-        Sender {
-            sealer: Sealer::new(Cipher::new(mode, key), nonce),
-            sequence,
-            timestamp,
-            speaking: false,
-            silence_left: 0,
-        }
-    }
-
-    pub(crate) fn cipher(&self) -> &Cipher {
-        self.sealer.cipher()
-    }
-
-    /// Writes one sealed packet carrying `write_payload`'s bytes into `out`.
-    /// Nothing advances when the payload or the sealing fails.
-    fn build(
-        &mut self,
-        ssrc: u32,
-        out: &mut Vec<u8>,
-        write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), SendError>,
-    ) -> Result<usize, SendError> {
-        out.clear();
-        let mut header = [0u8; 12];
-        RtpHeader::write_basic(&mut header, self.sequence, self.timestamp, ssrc);
-        out.extend_from_slice(&header);
-        write_payload(out)?;
-        self.sealer.seal(out)?;
-        self.sequence = self.sequence.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_FRAME);
-        Ok(out.len())
-    }
-
-    /// Seals an RTCP packet with the session's key and nonce counter (one
-    /// counter for RTP and RTCP: no nonce repeats).
-    pub(crate) fn seal_rtcp(&mut self, packet: &mut Vec<u8>) -> Result<(), voice_rtp::Error> {
-        self.sealer.seal_rtcp(packet)
-    }
-
-    /// Sequence number and timestamp of the next packet.
-    pub(crate) fn next_position(&self) -> (u16, u32) {
-        (self.sequence, self.timestamp)
-    }
 }
 
 impl VoiceConnection {
@@ -100,6 +41,9 @@ impl VoiceConnection {
     /// is never queued, and never sent as plaintext on a DAVE call.
     pub fn send_opus(&mut self, frame: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<Transmit, SendError> {
         let now = self.advance(now);
+        if self.state == State::Closed {
+            return Err(Misuse::Closed.into());
+        }
         if frame.len() > MAX_FRAME_LEN {
             return Err(SendError::FrameTooLarge(frame.len()));
         }
@@ -108,19 +52,13 @@ impl VoiceConnection {
             return Err(SendError::NotReady);
         }
         let flags = self.speaking_flags();
-        let Some(link) = self.link.as_mut() else {
+        let (Some(path), Some(sender)) = (self.path.as_ref(), self.sender.as_mut()) else {
             return Err(SendError::NotReady);
         };
-        let (ssrc, to) = (link.ssrc, link.server);
-        let Some(sender) = link.sender.as_mut() else {
-            return Err(SendError::NotReady);
-        };
+        let (ssrc, to) = (path.ssrc(), path.server());
         let (transform, stats) = (&mut self.transform, &mut self.stats.dave);
         let len = sender.build(ssrc, out, |out| transform.encrypt_into(frame, out, stats))?;
-        let announce = !sender.speaking;
-        sender.speaking = true;
-        sender.silence_left = 0;
-        if announce {
+        if sender.on_audio(now) {
             self.send_message(&Message::Speaking(Speaking { speaking: flags, delay: Some(0), ssrc, user_id: None }));
         }
         self.timers.stop(Timer::Silence);
@@ -134,7 +72,7 @@ impl VoiceConnection {
     /// frame queues no websocket message (a driver may send it from a
     /// context that carries out datagrams only).
     pub fn is_speaking(&self) -> bool {
-        self.link.as_ref().and_then(|l| l.sender.as_ref()).is_some_and(|s| s.speaking)
+        self.sender.as_ref().is_some_and(MediaSend::is_speaking)
     }
 
     fn speaking_flags(&self) -> u32 {
@@ -150,9 +88,9 @@ impl VoiceConnection {
             return;
         }
         self.config.speaking_flags = flags;
-        let Some(link) = self.link.as_ref() else { return };
-        if link.sender.as_ref().is_some_and(|s| s.speaking) && !self.leaving {
-            let ssrc = link.ssrc;
+        let Some(path) = self.path.as_ref() else { return };
+        if self.sender.as_ref().is_some_and(MediaSend::is_speaking) && !self.leaving {
+            let ssrc = path.ssrc();
             self.send_message(&Message::Speaking(Speaking {
                 speaking: flags.bits(),
                 delay: Some(0),
@@ -164,7 +102,7 @@ impl VoiceConnection {
 
     /// Sequence number and timestamp the next frame will carry.
     pub fn next_rtp_position(&self) -> Option<(u16, u32)> {
-        self.link.as_ref()?.sender.as_ref().map(Sender::next_position)
+        self.sender.as_ref().map(MediaSend::next_position)
     }
 
     /// Stops speaking now: five silence frames at 20 ms, then op 5 with 0.
@@ -179,16 +117,22 @@ impl VoiceConnection {
         if !self.is_ready() {
             return false;
         }
-        let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) else {
+        let Some(sender) = self.sender.as_mut() else {
             return false;
         };
-        if !sender.speaking || sender.silence_left > 0 {
-            return sender.silence_left > 0;
+        match sender.start_trailer(now) {
+            Trailer::NotSpeaking => false,
+            Trailer::Running => true,
+            Trailer::Started(first) => {
+                self.timers.stop(Timer::SpeakingIdle);
+                if first <= now {
+                    self.on_silence_timer(now);
+                } else {
+                    self.timers.set(Timer::Silence, first);
+                }
+                true
+            }
         }
-        sender.silence_left = SILENCE_FRAMES;
-        self.timers.stop(Timer::SpeakingIdle);
-        self.on_silence_timer(now);
-        true
     }
 
     pub(crate) fn on_speaking_idle(&mut self, now: Instant) {
@@ -198,35 +142,33 @@ impl VoiceConnection {
     pub(crate) fn on_silence_timer(&mut self, now: Instant) {
         let ready = self.is_ready();
         let mut bytes = Vec::new();
-        let Some(link) = self.link.as_mut() else {
+        let Some(path) = self.path.as_ref() else {
             return self.after_trailer();
         };
-        let (ssrc, to) = (link.ssrc, link.server);
-        let Some(sender) = link.sender.as_mut().filter(|_| ready) else {
+        let (ssrc, to) = (path.ssrc(), path.server());
+        let Some(sender) = self.sender.as_mut().filter(|_| ready) else {
             return self.after_trailer();
         };
-        if sender.silence_left == 0 {
+        if !sender.in_trailer() {
             return;
         }
         let (transform, stats) = (&mut self.transform, &mut self.stats.dave);
         match sender.build(ssrc, &mut bytes, |out| transform.encrypt_into(&OPUS_SILENCE, out, stats)) {
             Ok(len) => {
-                sender.silence_left -= 1;
-                let left = sender.silence_left;
+                let next = sender.trailer_frame_sent(now);
                 self.stats.packets_sent += 1;
                 self.stats.silence_frames_sent += 1;
                 self.stats.bytes_sent += len as u64;
-                self.push(Output::Transmit { to, bytes });
-                if left > 0 {
-                    self.timers.set(Timer::Silence, now + FRAME);
+                self.transmit(to, bytes);
+                if let Some(next) = next {
+                    self.timers.set(Timer::Silence, next);
                     return;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not seal a silence frame"),
         }
-        if let Some(sender) = self.link.as_mut().and_then(|l| l.sender.as_mut()) {
-            sender.speaking = false;
-            sender.silence_left = 0;
+        if let Some(sender) = self.sender.as_mut() {
+            sender.stop();
         }
         self.send_message(&Message::Speaking(Speaking { speaking: 0, delay: Some(0), ssrc, user_id: None }));
         self.after_trailer();

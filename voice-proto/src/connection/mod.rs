@@ -1,19 +1,39 @@
-//! [`VoiceConnection`]: the state machine that ties the pieces together.
+//! [`VoiceConnection`]: the parent state machine. It routes each input to
+//! the sub-machine that owns it and acts on their verdicts; each
+//! sub-machine keeps its state private, in a file of its own:
 //!
-//! The methods are split by input across this module's files:
-//! `commands.rs` (what the application asks), `main_gateway.rs` (voice state
-//! and server updates), `ws.rs` (voice websocket), `udp.rs` (datagrams,
-//! discovery, keepalive), `media.rs` (sending audio, silence), and
-//! `lifecycle.rs` (connect, resume, reconnect, disconnect).
+//! * `session.rs`: the voice websocket session (socket phase, heartbeat,
+//!   sequence acknowledgement);
+//! * `reconnect.rs`: the reconnect plan and its backoff; the close-code
+//!   policy is `crate::close_code`;
+//! * `udp_path.rs`: the UDP path (server address, SSRC, mode, IP
+//!   discovery, keepalives);
+//! * `send.rs`: the sending half (sealer, RTP sequence and timestamp,
+//!   Speaking, the silence trailer's count);
+//! * `ssrc_users.rs`, `unknown_ssrc.rs`, `rtcp.rs`: the receiving side's
+//!   SSRC map, voice from SSRCs not named yet, reception statistics and
+//!   reports;
+//! * `crate::transform` and `crate::dave`: the frame transform (DAVE).
+//!
+//! The parent's own methods are split by input: `commands.rs` (what the
+//! application asks), `main_gateway.rs` (voice state and server updates),
+//! `ws.rs` (the voice websocket and the handshake), `udp.rs` (datagrams
+//! in, discovery, keepalives, reports), `media.rs` (sending audio and the
+//! trailer), `dave.rs` (what DAVE asks for), and `lifecycle.rs` (connect,
+//! reconnect, disconnect).
 
 mod commands;
 mod dave;
 mod lifecycle;
 mod main_gateway;
 mod media;
+mod reconnect;
 mod rtcp;
+mod send;
+mod session;
 mod ssrc_users;
 mod udp;
+mod udp_path;
 mod unknown_ssrc;
 mod ws;
 
@@ -23,10 +43,9 @@ use std::time::Instant;
 
 use voice_rtp::Mode;
 
-use crate::backoff::Backoff;
+use crate::close_code::ClosePolicy;
 use crate::config::Config;
 use crate::gateway::VoiceInfo;
-use crate::heartbeat::Heartbeat;
 use crate::output::{Event, Output};
 use crate::stats::Stats;
 use crate::timer::{Timer, Timers};
@@ -66,36 +85,6 @@ pub enum State {
     Closed,
 }
 
-/// How the websocket stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ws {
-    Closed,
-    Opening { resume: bool },
-    Open { resume: bool },
-}
-
-/// What a pending reconnect will do when its backoff ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pending {
-    /// Resume the established session.
-    Resume,
-    /// Identify again with the credentials in hand.
-    Reidentify,
-    /// Send op 4 again for fresh credentials.
-    Fresh,
-}
-
-/// State of one voice server session (from Ready until a fresh connection).
-pub(crate) struct Link {
-    pub(crate) ssrc: u32,
-    pub(crate) server: SocketAddr,
-    pub(crate) mode: Mode,
-    pub(crate) discovery_attempts: u32,
-    pub(crate) keepalive_counter: u32,
-    /// Present once Session Description gave the key.
-    pub(crate) sender: Option<media::Sender>,
-}
-
 /// A Discord voice connection for one guild, without IO.
 ///
 /// Feed it inputs (`handle_*`, commands), each with the current time, then
@@ -103,41 +92,40 @@ pub(crate) struct Link {
 /// [`Output::Timeout`]; call [`handle_timeout`](Self::handle_timeout) at that
 /// deadline. See the crate documentation for the full loop.
 pub struct VoiceConnection {
-    pub(crate) config: Config,
-    pub(crate) state: State,
-    pub(crate) start: Instant,
-    pub(crate) now: Instant,
-    pub(crate) rng: fastrand::Rng,
-    pub(crate) timers: Timers,
-    pub(crate) outputs: VecDeque<Output>,
-    pub(crate) stats: Stats,
+    config: Config,
+    state: State,
+    start: Instant,
+    now: Instant,
+    rng: fastrand::Rng,
+    timers: Timers,
+    outputs: VecDeque<Output>,
+    stats: Stats,
 
     /// The channel the application wants to be in.
-    pub(crate) channel: Option<Snowflake>,
+    channel: Option<Snowflake>,
     /// A channel reported at start-up that nobody asked for.
-    pub(crate) ghost: Option<Snowflake>,
-    pub(crate) info: VoiceInfo,
+    ghost: Option<Snowflake>,
+    info: VoiceInfo,
     /// Endpoint and token of the current voice server session, to spot
     /// duplicate server updates and to resume.
-    pub(crate) connected_to: Option<(String, crate::wire::Token)>,
-    pub(crate) leaving: bool,
-    pub(crate) closing: bool,
+    connected_to: Option<(String, crate::wire::Token)>,
+    leaving: bool,
+    closing: bool,
 
-    pub(crate) ws: Ws,
-    pub(crate) heartbeat: Option<Heartbeat>,
-    pub(crate) last_seq: Option<i64>,
-    pub(crate) backoff: Backoff,
-    pub(crate) pending: Option<Pending>,
-    /// The close code that led to AwaitingMove.
-    pub(crate) move_code: u16,
-    /// 4004 closes since the last established session.
-    pub(crate) auth_failures: u32,
-
-    pub(crate) link: Option<Link>,
-    pub(crate) transform: FrameTransform,
-    pub(crate) users: ssrc_users::SsrcUsers,
-    pub(crate) reception: rtcp::Reception,
-    pub(crate) unnamed: unknown_ssrc::Unnamed,
+    /// The voice websocket session.
+    session: session::Session,
+    /// The close-code policy's memory (the 4004 retry).
+    policy: ClosePolicy,
+    /// The reconnect plan and backoff.
+    reconnect: reconnect::Reconnect,
+    /// The UDP path, from Ready until a fresh connection.
+    path: Option<udp_path::UdpPath>,
+    /// The sending half, once Session Description gave the key.
+    sender: Option<send::MediaSend>,
+    transform: FrameTransform,
+    users: ssrc_users::SsrcUsers,
+    reception: rtcp::Reception,
+    unnamed: unknown_ssrc::Unnamed,
 }
 
 impl core::fmt::Debug for VoiceConnection {
@@ -156,7 +144,7 @@ impl VoiceConnection {
     /// A new, idle connection.
     pub fn new(config: Config, now: Instant) -> Self {
         let rng = fastrand::Rng::with_seed(config.seed);
-        let backoff = Backoff::new(config.backoff_base, config.backoff_max);
+        let reconnect = reconnect::Reconnect::new(config.backoff_base, config.backoff_max);
         let transform = FrameTransform::new(&config);
         let users = ssrc_users::SsrcUsers::new(config.max_users);
         VoiceConnection {
@@ -174,14 +162,11 @@ impl VoiceConnection {
             connected_to: None,
             leaving: false,
             closing: false,
-            ws: Ws::Closed,
-            heartbeat: None,
-            last_seq: None,
-            backoff,
-            pending: None,
-            move_code: 0,
-            auth_failures: 0,
-            link: None,
+            session: session::Session::new(),
+            policy: ClosePolicy::default(),
+            reconnect,
+            path: None,
+            sender: None,
             transform,
             users,
             reception: rtcp::Reception::default(),
@@ -196,12 +181,12 @@ impl VoiceConnection {
 
     /// Our SSRC, once Ready arrived.
     pub fn ssrc(&self) -> Option<u32> {
-        self.link.as_ref().map(|l| l.ssrc)
+        self.path.as_ref().map(udp_path::UdpPath::ssrc)
     }
 
     /// The transport mode, once selected.
     pub fn mode(&self) -> Option<Mode> {
-        self.link.as_ref().map(|l| l.mode)
+        self.path.as_ref().map(udp_path::UdpPath::mode)
     }
 
     /// The channel the connection is in or joining.
@@ -224,7 +209,7 @@ impl VoiceConnection {
     /// Whether the websocket being opened (or open) resumes the session
     /// rather than identifying afresh.
     pub fn is_resuming(&self) -> bool {
-        matches!(self.ws, Ws::Opening { resume: true } | Ws::Open { resume: true })
+        self.session.is_resuming()
     }
 
     /// The user behind an SSRC, as Speaking messages told.
@@ -249,8 +234,7 @@ impl VoiceConnection {
 
     /// Whether audio can be sent now.
     pub fn is_ready(&self) -> bool {
-        matches!(self.state, State::Connected | State::Resuming)
-            && self.link.as_ref().is_some_and(|l| l.sender.is_some())
+        matches!(self.state, State::Connected | State::Resuming) && self.sender.is_some()
     }
 
     /// The next output. Drain until [`Output::Timeout`], which is always last.
@@ -282,7 +266,7 @@ impl VoiceConnection {
         // Firing a timer may arm another for `now` (a zero backoff); the
         // bound only guards against a logic error turning into a hang.
         for _ in 0..64 {
-            let Some(t) = self.expired_timer(now) else {
+            let Some(t) = self.timers.pop_expired(now) else {
                 break;
             };
             self.on_timer(t, now);
@@ -296,10 +280,6 @@ impl VoiceConnection {
         self.now
     }
 
-    fn expired_timer(&mut self, now: Instant) -> Option<Timer> {
-        crate::timer::ALL.into_iter().find(|&t| self.timers.expired(t, now))
-    }
-
     fn on_timer(&mut self, t: Timer, now: Instant) {
         match t {
             Timer::VoiceInfo => self.on_voice_info_timeout(now),
@@ -307,14 +287,13 @@ impl VoiceConnection {
             Timer::Handshake => self.on_handshake_timeout(now, crate::ReconnectReason::HandshakeTimeout),
             Timer::Heartbeat => self.on_heartbeat_timer(now),
             Timer::Discovery => self.on_discovery_timer(now),
-            Timer::Keepalive => self.on_keepalive_timer(now),
+            Timer::Keepalive => self.send_keepalive(now),
             Timer::Silence => self.on_silence_timer(now),
             Timer::SpeakingIdle => self.on_speaking_idle(now),
             Timer::Reconnect => self.on_reconnect_timer(now),
             Timer::MoveWait => self.on_move_wait_timeout(now),
             Timer::DaveHold => self.expire_held(now),
             Timer::RtcpReport => self.on_rtcp_timer(now),
-            _ => {}
         }
     }
 
@@ -337,6 +316,11 @@ impl VoiceConnection {
     pub(crate) fn event(&mut self, e: Event) {
         tracing::debug!(event = ?e, "voice event");
         self.push(Output::Event(e));
+    }
+
+    /// Queues a datagram for the driver to send.
+    pub(crate) fn transmit(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        self.push(Output::Transmit { to, bytes });
     }
 
     pub(crate) fn send_message(&mut self, m: &crate::wire::Message) {

@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 use voice_rtp::Mode;
 use voice_rtp::rtcp::{self, ReportBlock, Rtcp, SenderInfo};
 
-use super::VoiceConnection;
-use crate::output::Output;
-use crate::stats::{RemoteReport, SourceStats};
-use crate::timer::Timer;
+use super::ssrc_users::SsrcUsers;
+use crate::stats::{RemoteReport, RtcpStats, SourceStats};
 use crate::wire::Snowflake;
 
 /// RTP clock rate of Opus: timestamp units per second.
@@ -198,7 +196,7 @@ pub(crate) struct Reception {
 impl Reception {
     /// A new session: nothing heard (sources named already stay, fresh),
     /// counting our packets from `sent`.
-    pub(crate) fn reset(&mut self, sent: (u64, u64), users: &super::ssrc_users::SsrcUsers) {
+    pub(crate) fn reset(&mut self, sent: (u64, u64), users: &SsrcUsers) {
         self.sources.retain(|ssrc, _| users.contains_key(ssrc));
         for s in self.sources.values_mut() {
             *s = Source::new(s.user);
@@ -208,144 +206,121 @@ impl Reception {
     }
 }
 
-impl VoiceConnection {
-    /// Reception statistics of every remote source of the current session
-    /// (RFC 3550: cumulative loss, the fraction lost in the last report
-    /// interval, interarrival jitter).
-    pub fn sources(&self) -> impl Iterator<Item = SourceStats> + '_ {
-        self.reception.sources.iter().filter(|(ssrc, _)| self.users.contains_key(ssrc)).map(|(&ssrc, s)| s.stats(ssrc))
+impl Reception {
+    /// Reception statistics of every source still named in `users`.
+    pub(crate) fn sources<'a>(&'a self, users: &'a SsrcUsers) -> impl Iterator<Item = SourceStats> + 'a {
+        self.sources.iter().filter(|(ssrc, _)| users.contains_key(ssrc)).map(|(&ssrc, s)| s.stats(ssrc))
     }
 
     /// The server named `user`'s SSRC (op 5): its entry is made now, off
     /// the audio path, so that the first packet allocates nothing.
-    pub(crate) fn expect_source(&mut self, ssrc: u32, user: Snowflake) {
-        let r = &mut self.reception;
-        if r.sources.contains_key(&ssrc) || r.sources.len() < self.config.max_users {
-            r.sources.entry(ssrc).or_insert_with(|| Source::new(user)).user = user;
+    pub(crate) fn expect_source(&mut self, ssrc: u32, user: Snowflake, max_users: usize) {
+        if self.sources.contains_key(&ssrc) || self.sources.len() < max_users {
+            self.sources.entry(ssrc).or_insert_with(|| Source::new(user)).user = user;
         }
     }
 
     /// Forgets the sources of users no longer in the call.
-    pub(crate) fn prune_sources(&mut self) {
-        let users = &self.users;
-        self.reception.sources.retain(|ssrc, _| users.contains_key(ssrc));
+    pub(crate) fn prune(&mut self, users: &SsrcUsers) {
+        self.sources.retain(|ssrc, _| users.contains_key(ssrc));
     }
 
-    /// An authenticated voice packet from `user`'s `ssrc` arrived at `arrived`.
-    pub(crate) fn count_received(&mut self, ssrc: u32, user: Snowflake, seq: u16, timestamp: u32, arrived: Instant) {
-        let arrival =
-            (arrived.saturating_duration_since(self.start).as_nanos() * u128::from(RATE) / 1_000_000_000) as u32;
-        if !self.reception.sources.contains_key(&ssrc) && self.reception.sources.len() >= self.config.max_users {
-            self.prune_sources();
-            if self.reception.sources.len() >= self.config.max_users {
+    /// An authenticated voice packet from `user`'s `ssrc` arrived at
+    /// `arrived` (`start`: the connection's first instant).
+    pub(crate) fn count_received(
+        &mut self,
+        (ssrc, user, seq, timestamp): (u32, Snowflake, u16, u32),
+        start: Instant,
+        arrived: Instant,
+        max_users: usize,
+        users: &SsrcUsers,
+    ) {
+        let arrival = (arrived.saturating_duration_since(start).as_nanos() * u128::from(RATE) / 1_000_000_000) as u32;
+        if !self.sources.contains_key(&ssrc) && self.sources.len() >= max_users {
+            self.prune(users);
+            if self.sources.len() >= max_users {
                 return;
             }
         }
-        let source = self.reception.sources.entry(ssrc).or_insert_with(|| Source::new(user));
+        let source = self.sources.entry(ssrc).or_insert_with(|| Source::new(user));
         source.user = user;
         source.on_packet(seq, timestamp, arrival);
     }
 
-    /// The NTP time at `now` (64-bit, 32.32 fixed point).
-    fn ntp(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.start);
-        let unix = Duration::from_millis(self.config.unix_ms_at_start).saturating_add(since);
-        let secs = unix.as_secs().wrapping_add(NTP_UNIX_OFFSET);
-        let frac = (u64::from(unix.subsec_nanos()) << 32) / 1_000_000_000;
-        (secs << 32) | frac
-    }
-
-    /// A session began: reports start one interval from now.
-    pub(crate) fn start_reports(&mut self, now: Instant) {
-        let sent = (self.stats.packets_sent, self.stats.bytes_sent);
-        self.reception.reset(sent, &self.users);
-        if let Some(every) = self.config.rtcp_interval {
-            self.timers.set(Timer::RtcpReport, now + every);
-        }
-    }
-
-    /// The report timer: one compound report, when there is anything to
-    /// report (something sent or heard since the last).
-    pub(crate) fn on_rtcp_timer(&mut self, now: Instant) {
-        let Some(every) = self.config.rtcp_interval else { return };
-        self.timers.set(Timer::RtcpReport, now + every);
-        self.prune_sources();
-        let ntp = self.ntp(now);
-        let (packets, bytes) = (self.stats.packets_sent, self.stats.bytes_sent);
-        let Some(link) = self.link.as_mut() else { return };
-        // That mode's nonce is the clear header, which repeats from report
-        // to report: it gets no reports (the server's are still read).
-        if link.mode == Mode::XSalsa20Poly1305 {
-            return;
-        }
-        let Some(sender) = link.sender.as_mut() else { return };
-        let r = &mut self.reception;
-        let sending = packets > r.sent_at_report;
+    /// Builds the next compound report into `out` (unsealed), when there is
+    /// anything to report (something sent or heard since the last);
+    /// returns whether it did. `sent` is our packets and bytes so far,
+    /// `rtp_timestamp` the next one we send.
+    pub(crate) fn build_report(&mut self, now: Instant, ntp: u64, sent: (u64, u64), us: Us, out: &mut Vec<u8>) -> bool {
+        let (packets, bytes) = sent;
+        let sending = packets > self.sent_at_report;
         // Sources heard since the last report, in SSRC order from where the
         // last report stopped: past 31 of them, each gets its turn.
-        let mut heard: Vec<u32> = r.sources.iter().filter(|(_, s)| s.heard).map(|(&ssrc, _)| ssrc).collect();
+        let mut heard: Vec<u32> = self.sources.iter().filter(|(_, s)| s.heard).map(|(&ssrc, _)| ssrc).collect();
         heard.sort_unstable();
-        let start = heard.partition_point(|&ssrc| ssrc < r.next_block);
+        let start = heard.partition_point(|&ssrc| ssrc < self.next_block);
         heard.rotate_left(start);
         heard.truncate(MAX_BLOCKS);
         let mut blocks: Vec<ReportBlock> = Vec::with_capacity(heard.len());
         for &ssrc in &heard {
-            if let Some(s) = r.sources.get_mut(&ssrc) {
+            if let Some(s) = self.sources.get_mut(&ssrc) {
                 blocks.push(s.block(ssrc, now));
             }
         }
-        r.next_block = heard.last().map_or(0, |&last| last.wrapping_add(1));
+        self.next_block = heard.last().map_or(0, |&last| last.wrapping_add(1));
         if !sending && blocks.is_empty() {
-            return;
+            return false;
         }
-        r.sent_at_report = packets;
-        let mut out = Vec::with_capacity(8 + 24 + 24 * blocks.len() + 40);
+        self.sent_at_report = packets;
+        out.clear();
+        out.reserve(8 + 24 + 24 * blocks.len() + 40);
         let built = if sending {
+            let sent_here = packets.wrapping_sub(self.sent_at_start.0);
             let info = SenderInfo {
                 ntp_timestamp: ntp,
-                rtp_timestamp: sender.next_position().1,
-                packet_count: packets.wrapping_sub(r.sent_at_start.0) as u32,
+                rtp_timestamp: us.rtp_timestamp,
+                packet_count: sent_here as u32,
                 // Payload octets: datagram bytes less RTP header and
                 // transport overhead.
                 octet_count: bytes
-                    .wrapping_sub(r.sent_at_start.1)
-                    .saturating_sub(packets.wrapping_sub(r.sent_at_start.0) * (12 + link.mode.overhead() as u64))
-                    as u32,
+                    .wrapping_sub(self.sent_at_start.1)
+                    .saturating_sub(sent_here * (12 + us.mode.overhead() as u64)) as u32,
             };
-            rtcp::build_sender_report(link.ssrc, &info, &blocks, &mut out)
+            rtcp::build_sender_report(us.ssrc, &info, &blocks, out)
         } else {
-            rtcp::build_receiver_report(link.ssrc, &blocks, &mut out)
+            rtcp::build_receiver_report(us.ssrc, &blocks, out)
         };
-        if built.is_err() || sender.seal_rtcp(&mut out).is_err() {
-            tracing::debug!("RTCP report not built");
-            return;
-        }
-        let to = link.server;
-        self.stats.rtcp.reports_sent += 1;
-        self.push(Output::Transmit { to, bytes: out });
+        built.is_ok()
     }
 
     /// A report from the server, opened (`plain`: the whole compound
     /// packet in the clear): sender reports are remembered for the blocks
-    /// we send back; blocks about our stream tell our loss and round trip.
-    pub(crate) fn read_rtcp(&mut self, plain: &[u8], now: Instant) {
-        let own = self.link.as_ref().map(|l| l.ssrc);
-        let ntp_mid = ((self.ntp(now) >> 16) & 0xFFFF_FFFF) as u32;
+    /// we send back; blocks about our stream (`own`) tell our loss and
+    /// round trip. `ntp` is the NTP time now.
+    pub(crate) fn read_report(
+        &mut self,
+        plain: &[u8],
+        now: Instant,
+        ntp: u64,
+        own: Option<u32>,
+        stats: &mut RtcpStats,
+    ) {
+        let ntp_mid = ((ntp >> 16) & 0xFFFF_FFFF) as u32;
         for packet in rtcp::compound(plain) {
             let Ok(packet) = packet.and_then(|p| p.parse()) else {
-                self.stats.rtcp.malformed += 1;
+                stats.malformed += 1;
                 return;
             };
             let blocks: Vec<ReportBlock> = match packet {
                 Rtcp::SenderReport(sr) => {
-                    self.stats.rtcp.sender_reports_read += 1;
-                    if let Some(s) = self.reception.sources.get_mut(&sr.ssrc) {
+                    stats.sender_reports_read += 1;
+                    if let Some(s) = self.sources.get_mut(&sr.ssrc) {
                         s.last_sr = Some((((sr.info.ntp_timestamp >> 16) & 0xFFFF_FFFF) as u32, now));
                     }
                     sr.blocks().collect()
                 }
                 Rtcp::ReceiverReport(rr) => {
-                    self.stats.rtcp.receiver_reports_read += 1;
+                    stats.receiver_reports_read += 1;
                     rr.blocks().collect()
                 }
                 _ => continue,
@@ -355,7 +330,7 @@ impl VoiceConnection {
                     .then(|| ntp_mid.wrapping_sub(b.last_sr).wrapping_sub(b.delay_since_last_sr))
                     .filter(|&q16| q16 < 0x8000_0000)
                     .map(|q16| Duration::from_nanos(u64::from(q16) * 1_000_000_000 / 65_536));
-                self.stats.rtcp.remote = Some(RemoteReport {
+                stats.remote = Some(RemoteReport {
                     fraction_lost: b.fraction_lost,
                     cumulative_lost: b.cumulative_lost,
                     jitter: units_to_duration(u64::from(b.jitter)),
@@ -364,6 +339,24 @@ impl VoiceConnection {
             }
         }
     }
+}
+
+/// Who the reports are from: our SSRC, mode and next RTP timestamp.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Us {
+    pub(crate) ssrc: u32,
+    pub(crate) mode: Mode,
+    pub(crate) rtp_timestamp: u32,
+}
+
+/// The NTP time at `now` (64-bit, 32.32 fixed point), from the wall clock
+/// at `start`.
+pub(crate) fn ntp(start: Instant, unix_ms_at_start: u64, now: Instant) -> u64 {
+    let since = now.saturating_duration_since(start);
+    let unix = Duration::from_millis(unix_ms_at_start).saturating_add(since);
+    let secs = unix.as_secs().wrapping_add(NTP_UNIX_OFFSET);
+    let frac = (u64::from(unix.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
 /// A duration in 1/65536 s (the DLSR unit).

@@ -7,8 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{Datagram, OwnedVoicePacket, VoiceConnection};
-use crate::output::Output;
+use crate::stats::Stats;
 
 /// Datagrams kept at most, over all unknown SSRCs.
 const MAX_WAITING: usize = 16;
@@ -21,51 +20,44 @@ pub(crate) struct Unnamed {
     waiting: VecDeque<(Instant, u32, Vec<u8>)>,
 }
 
-impl VoiceConnection {
+impl Unnamed {
     /// Keeps a datagram from an SSRC no op 5 named yet.
-    pub(crate) fn keep_unnamed(&mut self, ssrc: u32, datagram: &[u8], now: Instant) {
-        self.expire_unnamed(now);
-        if self.unnamed.waiting.len() >= MAX_WAITING {
-            self.unnamed.waiting.pop_front();
-            self.stats.unknown_ssrc_drops += 1;
+    pub(crate) fn keep(&mut self, ssrc: u32, datagram: &[u8], now: Instant, stats: &mut Stats) {
+        self.expire(now, stats);
+        if self.waiting.len() >= MAX_WAITING {
+            self.waiting.pop_front();
+            stats.unknown_ssrc_drops += 1;
         }
-        self.unnamed.waiting.push_back((now, ssrc, datagram.to_vec()));
-        self.stats.unknown_ssrc_held += 1;
+        self.waiting.push_back((now, ssrc, datagram.to_vec()));
+        stats.unknown_ssrc_held += 1;
     }
 
-    /// Op 5 named `ssrc`: its kept datagrams are opened and delivered as
-    /// [`Output::Voice`], in the order they came.
-    pub(crate) fn release_unnamed(&mut self, ssrc: u32, now: Instant) {
-        self.expire_unnamed(now);
-        if !self.unnamed.waiting.iter().any(|(_, s, _)| *s == ssrc) {
-            return;
+    /// Op 5 named `ssrc`: its kept datagrams, each with the time it came,
+    /// in the order they came (for the connection to open and deliver).
+    pub(crate) fn take_named(&mut self, ssrc: u32, now: Instant, stats: &mut Stats) -> Vec<(Instant, Vec<u8>)> {
+        self.expire(now, stats);
+        if !self.waiting.iter().any(|(_, s, _)| *s == ssrc) {
+            return Vec::new();
         }
         let (mine, others): (VecDeque<_>, VecDeque<_>) =
-            std::mem::take(&mut self.unnamed.waiting).into_iter().partition(|(_, s, _)| *s == ssrc);
-        self.unnamed.waiting = others;
-        for (arrived, _, mut bytes) in mine {
-            // Counted as arriving when it came (jitter), delivered now.
-            if let Ok(Datagram::Voice(p)) = self.receive_rtp(&mut bytes, now, arrived) {
-                let (ssrc, user_id, sequence, timestamp) = (p.ssrc, p.user_id, p.sequence, p.timestamp);
-                let packet = OwnedVoicePacket { ssrc, user_id, sequence, timestamp, opus: p.opus.to_vec() };
-                self.push(Output::Voice(packet));
-            }
-        }
+            std::mem::take(&mut self.waiting).into_iter().partition(|(_, s, _)| *s == ssrc);
+        self.waiting = others;
+        mine.into_iter().map(|(arrived, _, bytes)| (arrived, bytes)).collect()
     }
 
     /// The session ended: whatever waits is dropped (counted).
-    pub(crate) fn clear_unnamed(&mut self) {
-        self.stats.unknown_ssrc_drops += self.unnamed.waiting.len() as u64;
-        self.unnamed.waiting.clear();
+    pub(crate) fn clear(&mut self, stats: &mut Stats) {
+        stats.unknown_ssrc_drops += self.waiting.len() as u64;
+        self.waiting.clear();
     }
 
-    fn expire_unnamed(&mut self, now: Instant) {
-        while let Some((at, _, _)) = self.unnamed.waiting.front() {
+    fn expire(&mut self, now: Instant, stats: &mut Stats) {
+        while let Some((at, _, _)) = self.waiting.front() {
             if now.saturating_duration_since(*at) <= MAX_AGE {
                 break;
             }
-            self.unnamed.waiting.pop_front();
-            self.stats.unknown_ssrc_drops += 1;
+            self.waiting.pop_front();
+            stats.unknown_ssrc_drops += 1;
         }
     }
 }
