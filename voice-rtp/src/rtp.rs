@@ -168,6 +168,7 @@ pub struct RtpLayout {
 
 impl<'a> RtpPacket<'a> {
     /// The header as opening needs it.
+    #[inline]
     pub fn layout(&self) -> RtpLayout {
         RtpLayout {
             fields: RtpFields {

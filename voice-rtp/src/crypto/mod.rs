@@ -201,6 +201,7 @@ impl Cipher {
     /// [`Cipher::open`] for a packet whose header was read already
     /// ([`RtpPacket::layout`] of this very `buf`; a layout of a packet of
     /// another length or fixed header is refused).
+    #[inline]
     pub fn open_laid_out<'a>(&self, buf: &'a mut [u8], layout: &RtpLayout) -> Result<Opened<'a>> {
         if layout.len != buf.len() || buf.get(..FIXED_HEADER_LEN) != Some(&layout.head[..]) {
             return Err(Error::OutOfRange("layout of another packet"));
