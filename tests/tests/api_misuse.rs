@@ -6,19 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use voice_proto::fuzzing::established;
+use voice_proto::fuzzing::{drain, established};
 use voice_proto::wire::{WireError, WsMessage};
 use voice_proto::{DatagramError, Event, Misuse, Output, SendError, WsError};
-
-fn drain(conn: &mut voice_proto::VoiceConnection) -> Vec<Output> {
-    let mut out = Vec::new();
-    loop {
-        match conn.poll_output() {
-            Output::Timeout { .. } => return out,
-            o => out.push(o),
-        }
-    }
-}
 
 #[test]
 fn a_message_from_a_socket_told_to_close_is_misuse_and_bad_bytes_are_not() {

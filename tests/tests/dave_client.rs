@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use voice_proto::fuzzing::{Established, established_with};
+use voice_proto::fuzzing::{Established, drain, established_with};
 use voice_proto::wire::{DaveBinary, GatewayVersion, Message, Snowflake, WsFrame, WsMessage};
 use voice_proto::{
     Config, Datagram, DatagramError, DisconnectReason, E2eeError, Event, Output, SendError, TimeoutReason,
@@ -19,16 +19,6 @@ const DAVE_FRAME: [u8; 15] = [0x2D, 0x24, 0xA9, 0x32, 0xE2, 0xDB, 0x86, 0x0E, 0x
 
 fn config() -> Config {
     Config::new(Snowflake(1), Snowflake(2))
-}
-
-fn drain(conn: &mut voice_proto::VoiceConnection) -> Vec<Output> {
-    let mut out = Vec::new();
-    loop {
-        match conn.poll_output() {
-            Output::Timeout { .. } => return out,
-            o => out.push(o),
-        }
-    }
 }
 
 fn texts(outputs: &[Output]) -> Vec<Message> {

@@ -167,14 +167,20 @@ pub fn established_with(config: Config, dave_protocol_version: u16, now: Instant
     );
     let _ = conn.handle_ws_message(WsMessage::Text(&sd), now);
     let _ = conn.handle_ws_message(WsMessage::Text(r#"{"op":5,"d":{"user_id":"3","ssrc":5,"speaking":1}}"#), now);
+    let outputs = drain(&mut conn);
+    Established { conn, server, key, outputs }
+}
+
+/// Drains `conn`'s outputs up to (not including) the closing
+/// [`Output::Timeout`].
+pub fn drain(conn: &mut VoiceConnection) -> Vec<Output> {
     let mut outputs = Vec::new();
     loop {
         match conn.poll_output() {
-            Output::Timeout { .. } => break,
+            Output::Timeout { .. } => return outputs,
             o => outputs.push(o),
         }
     }
-    Established { conn, server, key, outputs }
 }
 
 #[cfg(test)]
