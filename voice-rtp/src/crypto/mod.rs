@@ -117,12 +117,15 @@ impl Cipher {
         )
     }
 
-    fn rtp_clear_len(&self, packet: &RtpPacket<'_>) -> usize {
+    /// The clear part of an RTP packet whose `rtpsize` clear part (fixed
+    /// header, CSRCs, extension preamble) is `rtpsize_clear_len` bytes.
+    #[inline]
+    fn rtp_clear_len(&self, rtpsize_clear_len: usize) -> usize {
         // UNCERTAIN (PROTOCOL.md §4.3): for the non-rtpsize modes discord.js
         // 0.16 keeps exactly the 12-byte fixed header in clear, and its
         // recorded vectors agree; NetCord's `aead_aes256_gcm` adds the CSRCs.
         // We follow discord.js; no known server sends CSRCs to clients.
-        if self.mode.is_rtpsize() { packet.rtpsize_clear_len() } else { FIXED_HEADER_LEN }
+        if self.mode.is_rtpsize() { rtpsize_clear_len } else { FIXED_HEADER_LEN }
     }
 
     /// Seals `buf[..len]` (clear part `buf[..clear]`) into `buf`, appending tag
@@ -184,7 +187,7 @@ impl Cipher {
             return Err(Error::BadNonceLength { expected, got: nonce.len() });
         }
         let packet = RtpPacket::new(buf.get(..len).ok_or(Error::OutOfRange("len beyond buffer"))?)?;
-        let clear = self.rtp_clear_len(&packet);
+        let clear = self.rtp_clear_len(packet.rtpsize_clear_len());
         self.seal_raw(buf, len, clear, nonce)
     }
 
@@ -208,8 +211,7 @@ impl Cipher {
         }
         let header = layout.fields;
         let (padded, csrc_bytes) = (layout.padded, 4 * usize::from(layout.csrc_count));
-        // UNCERTAIN (PROTOCOL.md §4.3): see `rtp_clear_len`.
-        let clear = if self.mode.is_rtpsize() { layout.rtpsize_clear_len } else { FIXED_HEADER_LEN };
+        let clear = self.rtp_clear_len(layout.rtpsize_clear_len);
         let clear_preamble = if self.mode.is_rtpsize() { layout.extension_preamble } else { None };
         let has_ext = layout.extension_preamble.is_some();
 
@@ -324,7 +326,7 @@ impl Sealer {
     /// `buf` needs `mode().overhead()` spare bytes after `len`.
     pub fn seal_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize> {
         let packet = RtpPacket::new(buf.get(..len).ok_or(Error::OutOfRange("len beyond buffer"))?)?;
-        let clear = self.cipher.rtp_clear_len(&packet);
+        let clear = self.cipher.rtp_clear_len(packet.rtpsize_clear_len());
         let total = len + self.mode().overhead();
         if buf.len() < total {
             return Err(Error::BufferTooSmall { needed: total, have: buf.len() });
