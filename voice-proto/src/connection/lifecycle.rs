@@ -23,14 +23,10 @@ impl VoiceConnection {
     /// Drops the websocket and the voice server session (UDP state, keys).
     pub(crate) fn drop_session(&mut self, code: u16) {
         self.drop_ws(code);
-        self.path = None;
-        self.sender = None;
+        self.forget_server_session();
         self.connected_to = None;
-        self.session.forget_seq();
         self.users.clear();
         self.unnamed.clear(&mut self.stats);
-        // DAVE belongs to the voice session: a fresh connection starts over.
-        self.reset_dave();
         for t in [
             Timer::Discovery,
             Timer::Keepalive,
@@ -43,6 +39,16 @@ impl VoiceConnection {
         }
     }
 
+    /// Forgets what one voice server session set up: the UDP path, the
+    /// keys, the sequence numbering and DAVE (a fresh connection starts
+    /// over).
+    fn forget_server_session(&mut self) {
+        self.path = None;
+        self.sender = None;
+        self.session.forget_seq();
+        self.reset_dave();
+    }
+
     /// Opens a websocket to the current endpoint, to identify or resume.
     pub(crate) fn start_ws(&mut self, now: Instant, resume: bool) {
         let Some(endpoint) = self.info.endpoint.clone() else {
@@ -53,10 +59,7 @@ impl VoiceConnection {
         // The contract: any socket from before is closed before ConnectWs.
         self.drop_ws(if resume { 4000 } else { 1000 });
         if !resume {
-            self.path = None;
-            self.sender = None;
-            self.session.forget_seq();
-            self.reset_dave();
+            self.forget_server_session();
             self.connected_to = self.info.token.clone().map(|t| (endpoint.clone(), t));
         }
         let target = WsTarget::from_endpoint(&endpoint, self.config.gateway_version, self.config.plain_ws);
