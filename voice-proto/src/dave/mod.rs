@@ -94,7 +94,9 @@ pub(crate) struct Dave {
     max_version: u16,
     /// The version frames are sent under: 0 means transport encryption only.
     version: u16,
-    session: Option<DaveSession>,
+    /// Boxed: the MLS state is kilobytes, and a call that never meets DAVE
+    /// (or between sessions) holds only the pointer.
+    session: Option<Box<DaveSession>>,
     /// The op 25 body, kept for a session made (or re-made) later.
     external_sender: Option<Vec<u8>>,
     /// Users the gateway said are in the call (ops 11 and 13).
@@ -165,7 +167,7 @@ impl Dave {
     /// Whether a frame can be sent now: always on a version-0 call, else
     /// once a send key is installed.
     pub(crate) fn can_send(&self) -> bool {
-        self.version == 0 || self.session.as_ref().is_some_and(DaveSession::can_encrypt)
+        self.version == 0 || self.session.as_deref().is_some_and(DaveSession::can_encrypt)
     }
 
     /// Whether received plaintext (a frame without the DAVE layout) is
@@ -180,12 +182,12 @@ impl Dave {
     }
 
     pub(crate) fn session_mut(&mut self) -> Option<&mut DaveSession> {
-        self.session.as_mut()
+        self.session.as_deref_mut()
     }
 
     /// The voice privacy code of the group, once there is one.
     pub(crate) fn privacy_code(&self) -> Option<&str> {
-        self.session.as_ref().and_then(DaveSession::voice_privacy_code)
+        self.session.as_deref().and_then(DaveSession::voice_privacy_code)
     }
 
     /// The 45-digit verification code for `user` in the current group.
@@ -278,7 +280,7 @@ impl Dave {
         let made = match self.session.as_mut() {
             Some(s) => s.reinit(v, self.user_id, self.channel_id, None).map_err(|e| e.to_string()),
             None => DaveSession::new(v, self.user_id, self.channel_id, None)
-                .map(|s| self.session = Some(s))
+                .map(|s| self.session = Some(Box::new(s)))
                 .map_err(|e| e.to_string()),
         };
         if let Err(error) = made {
