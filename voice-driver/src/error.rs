@@ -98,9 +98,13 @@ pub enum ConnectError {
     /// TCP or TLS failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The websocket upgrade failed.
-    #[error(transparent)]
-    Ws(#[from] async_tungstenite::tungstenite::Error),
+    /// The server answered the websocket upgrade with this HTTP status
+    /// instead of 101.
+    #[error("websocket upgrade refused with HTTP status {0}")]
+    Rejected(u16),
+    /// The upgrade's answer broke the websocket handshake's rules.
+    #[error("websocket handshake: {0}")]
+    Handshake(&'static str),
     /// Opening took too long.
     #[error("websocket connect timed out")]
     Timeout,
@@ -109,13 +113,12 @@ pub enum ConnectError {
 impl ConnectError {
     /// What the application is told about this failure.
     pub fn failure(&self) -> ConnectFailure {
-        use async_tungstenite::tungstenite::Error as WsError;
         match self {
             ConnectError::BadHost(h) => ConnectFailure::BadHost(h.clone()),
             ConnectError::Timeout => ConnectFailure::Timeout,
-            ConnectError::Io(e) | ConnectError::Ws(WsError::Io(e)) => io_failure(e),
-            ConnectError::Ws(WsError::Http(r)) => ConnectFailure::Rejected(r.status().as_u16()),
-            ConnectError::Ws(e) => ConnectFailure::Other(e.to_string()),
+            ConnectError::Io(e) => io_failure(e),
+            ConnectError::Rejected(status) => ConnectFailure::Rejected(*status),
+            ConnectError::Handshake(why) => ConnectFailure::Other(format!("websocket handshake: {why}")),
         }
     }
 }

@@ -29,6 +29,7 @@ mod source;
 mod task;
 mod wheel;
 mod ws;
+mod ws_upgrade;
 
 pub use bytes::Bytes;
 pub use call::{Call, CallState, CallStats, FrameSink, PlayError, ReceivedAudio};

@@ -1,12 +1,13 @@
 //! Opening the voice websocket over the runtime's TCP stream: TLS
 //! (rustls, through futures-rustls) for `wss`, then the upgrade
-//! (async-tungstenite). The same code on every runtime.
+//! ([`ws_upgrade`](crate::ws_upgrade)), then frames (async-tungstenite). The
+//! same code on every runtime.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use voice_proto::WsTarget;
@@ -20,12 +21,13 @@ pub(crate) type WsStream = WebSocketStream<Box<dyn ByteStream>>;
 /// Largest message accepted from the server.
 const MAX_MESSAGE: usize = 1 << 20;
 
-/// The websocket's read buffer (larger frames are read in several reads).
-/// Voice gateway frames are small (a few hundred bytes; DAVE commits and
-/// welcomes a few KiB), and tungstenite
-/// zero-fills the free part of this buffer on every read attempt: its
-/// default (128 KiB) made `memset` the largest cost of an idle call.
-const READ_BUFFER: usize = 2 * 1024;
+/// The websocket's read buffer (larger frames are read in several reads
+/// and the buffer grows for them). Voice gateway frames are small (a few
+/// hundred bytes; DAVE commits and welcomes a few KiB), every call keeps
+/// this buffer for its life, and tungstenite zero-fills its free part on
+/// every read attempt: its default (128 KiB) made `memset` the largest
+/// cost of an idle call.
+const READ_BUFFER: usize = 1024;
 
 /// Opens the websocket to `target` within `limit`.
 pub(crate) async fn connect(
@@ -43,7 +45,7 @@ async fn connect_inner(
     tls: Arc<ClientConfig>,
 ) -> Result<WsStream, ConnectError> {
     let tcp = runtime.connect_tcp(target.host.clone(), target.port).await?;
-    let io: Box<dyn ByteStream> = if target.tls {
+    let mut io: Box<dyn ByteStream> = if target.tls {
         let name = ServerName::try_from(target.host.clone()).map_err(|_| ConnectError::BadHost(target.host.clone()))?;
         Box::new(futures_rustls::TlsConnector::from(tls).connect(name, tcp).await?)
     } else {
@@ -54,6 +56,6 @@ async fn connect_inner(
         .write_buffer_size(0)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let (ws, _) = async_tungstenite::client_async_with_config(target.url(), io, Some(config)).await?;
-    Ok(ws)
+    let first_frames = crate::ws_upgrade::upgrade(&mut io, target).await?;
+    Ok(WebSocketStream::from_partially_read(io, first_frames, Role::Client, Some(config)).await)
 }
