@@ -31,6 +31,17 @@ use crate::runtime::{AsyncTimer, BoxFuture, Runtime, timeout};
 use crate::wheel::{CallShared, Locked, Wheel};
 use crate::ws::{self, WsStream};
 
+/// Longest datagram read (Discord's are under 1,500 bytes).
+const RECV_LEN: usize = 2048;
+
+thread_local! {
+    /// Where a task reads its datagram, one buffer per thread instead of
+    /// one per call: the datagram is read in `poll_wake` and handled in
+    /// `handle` within the same poll of the same task, and nothing else
+    /// runs on the thread in between.
+    static RECV: std::cell::RefCell<[u8; RECV_LEN]> = const { std::cell::RefCell::new([0; RECV_LEN]) };
+}
+
 /// Longest a websocket write may wait before the socket is treated as dead.
 const WS_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -51,7 +62,6 @@ pub(crate) struct CallTask {
     io: TaskIo,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
-    recv: Box<[u8; 2048]>,
     ws: Option<WsStream>,
     ws_out: VecDeque<Message>,
     ws_flushing: bool,
@@ -81,6 +91,7 @@ enum Input {
     WsOpened(Box<Result<WsStream, ConnectError>>),
     Ws(Option<Result<Message, tungstenite::Error>>),
     WsBroken,
+    /// A datagram of this length from this address, in [`RECV`].
     Udp(std::io::Result<(usize, SocketAddr)>),
     /// Nothing to handle (a frame was taken from the queue, the wheel
     /// handed the call back, the core has outputs): drain.
@@ -103,7 +114,6 @@ impl CallTask {
             io,
             commands,
             commands_open: true,
-            recv: Box::new([0; 2048]),
             ws: None,
             ws_out: VecDeque::new(),
             ws_flushing: false,
@@ -204,7 +214,7 @@ impl CallTask {
             }
         }
         self.send_deferred(g);
-        if let Poll::Ready(r) = self.shared.udp.poll_recv_from(cx, &mut self.recv[..]) {
+        if let Poll::Ready(r) = RECV.with_borrow_mut(|buf| self.shared.udp.poll_recv_from(cx, buf)) {
             return Poll::Ready(Input::Udp(r));
         }
         if !self.shared.in_wheel() && g.core.wants_frame() && g.core.poll_frame(cx, now).is_ready() {
@@ -287,7 +297,7 @@ impl CallTask {
                 self.drop_ws();
                 g.core.handle_ws_close(None, now);
             }
-            Input::Udp(Ok((n, from))) => g.core.handle_datagram(from, &mut self.recv[..n], now),
+            Input::Udp(Ok((n, from))) => RECV.with_borrow_mut(|buf| g.core.handle_datagram(from, &mut buf[..n], now)),
             Input::Udp(Err(e)) => tracing::debug!(error = %e, "udp receive error"),
             Input::Drain => {}
         }
