@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
-use voice_driver::{CallCore, CallState, Channels, Io, Looped, ReceivedAudio};
+use voice_driver::{AudioOut, CallCore, CallState, Channels, Io, Looped, ReceivedAudio};
 use voice_mock::{ConnId, DavePolicy, MockServer, ServerConfig, ServerOutput};
 use voice_proto::wire::Snowflake;
 use voice_proto::{Config, VoiceConnection};
@@ -56,7 +56,8 @@ impl World {
         conn.join(CHANNEL, self.now);
         let (frames_tx, frames) = mpsc::channel(500);
         let (events, _events_rx) = mpsc::channel(64);
-        let (audio, audio_rx) = mpsc::channel(2000);
+        let audio = std::sync::Arc::new(AudioOut::new(2000));
+        let audio_rx = audio.take_receiver().expect("first take");
         let (state, _) = watch::channel(CallState::new());
         let core = CallCore::new(conn, Channels::new(frames, events, audio, state));
         let addr = SocketAddr::from(([198, 51, 100, 1 + i as u8], 40000));

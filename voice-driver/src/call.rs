@@ -121,7 +121,9 @@ pub(crate) enum Command {
     Join(Snowflake),
     Leave,
     MuteDeaf(bool, bool),
-    Gateway(GatewayEvent),
+    /// Boxed: the event is the largest command, and the channel reserves
+    /// room for 32 commands per call up front.
+    Gateway(Box<GatewayEvent>),
     StopSpeaking,
     SpeakingFlags(SpeakingFlags),
     Play(Box<dyn FrameSource>),
@@ -188,7 +190,7 @@ pub struct Call {
     pub(crate) state: watch::Receiver<CallState>,
     pub(crate) frames: FrameSink,
     pub(crate) events: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
-    pub(crate) audio: Arc<Mutex<Option<mpsc::Receiver<ReceivedAudio>>>>,
+    pub(crate) audio: Arc<crate::core::AudioOut>,
 }
 
 impl Call {
@@ -316,7 +318,7 @@ impl Call {
 
     /// Feeds a main-gateway `VOICE_STATE_UPDATE` or `VOICE_SERVER_UPDATE`.
     pub async fn handle_gateway_event(&self, event: GatewayEvent) -> Result<(), CallError> {
-        self.command(Command::Gateway(event)).await
+        self.command(Command::Gateway(Box::new(event))).await
     }
 
     /// Sets the speaking flags op 5 announces: microphone (the default),
@@ -412,8 +414,10 @@ impl Call {
     }
 
     /// Takes the stream of received audio (once; later calls get `None`).
+    /// The stream starts here: audio that arrived before the first call is
+    /// not kept (a call nobody listens to buffers none).
     pub fn take_audio(&self) -> Option<mpsc::Receiver<ReceivedAudio>> {
-        self.audio.lock().ok()?.take()
+        self.audio.take_receiver()
     }
 
     /// Everything a dashboard shows, taken at once: state, mode, SSRC,

@@ -13,6 +13,7 @@
 //! session is down are dropped and counted.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -40,7 +41,7 @@ const ARENA_BLOCK: usize = 4 * 1024;
 pub struct Channels {
     pub(crate) frames: mpsc::Receiver<Bytes>,
     pub(crate) events: mpsc::Sender<Event>,
-    pub(crate) audio: mpsc::Sender<ReceivedAudio>,
+    pub(crate) audio: Arc<AudioOut>,
     pub(crate) state: watch::Sender<CallState>,
 }
 
@@ -50,10 +51,45 @@ impl Channels {
     pub fn new(
         frames: mpsc::Receiver<Bytes>,
         events: mpsc::Sender<Event>,
-        audio: mpsc::Sender<ReceivedAudio>,
+        audio: Arc<AudioOut>,
         state: watch::Sender<CallState>,
     ) -> Self {
         Channels { frames, events, audio, state }
+    }
+}
+
+/// Where a call's received audio goes: a bounded channel, made when the
+/// application first asks for it. A call nobody listens to holds no
+/// channel (a tokio channel reserves room for 32 messages up front), and
+/// its audio is dropped as it arrives, counted in
+/// [`CallStats::audio_dropped`] as audio a full channel drops is.
+#[derive(Debug)]
+pub struct AudioOut {
+    capacity: usize,
+    tx: std::sync::OnceLock<mpsc::Sender<ReceivedAudio>>,
+}
+
+impl AudioOut {
+    /// No listener yet; the channel, once made, holds `capacity` packets.
+    pub fn new(capacity: usize) -> Self {
+        AudioOut { capacity: capacity.max(1), tx: std::sync::OnceLock::new() }
+    }
+
+    /// Makes the channel and gives its receiving end, once; `None` after.
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<ReceivedAudio>> {
+        let mut rx = None;
+        self.tx.get_or_init(|| {
+            let (tx, r) = mpsc::channel(self.capacity);
+            rx = Some(r);
+            tx
+        });
+        rx
+    }
+
+    /// Hands one packet on; false when nobody listens or the channel is
+    /// full.
+    fn send(&self, audio: ReceivedAudio) -> bool {
+        self.tx.get().is_some_and(|tx| tx.try_send(audio).is_ok())
     }
 }
 
@@ -281,7 +317,7 @@ impl CallCore {
             Command::Join(channel) => self.conn.join(channel, now),
             Command::Leave => self.conn.leave(now),
             Command::MuteDeaf(m, d) => self.conn.set_mute_deaf(m, d, now),
-            Command::Gateway(e) => self.handle_gateway_event(e, now),
+            Command::Gateway(e) => self.handle_gateway_event(*e, now),
             Command::StopSpeaking => {
                 self.pending = None;
                 self.source = None;
@@ -535,7 +571,7 @@ fn deliver(arena: &mut BytesMut, ch: &Channels, stats: &mut CallStats, p: &Voice
         timestamp: p.timestamp,
         opus: arena.split().freeze(),
     };
-    if ch.audio.try_send(audio).is_err() {
+    if !ch.audio.send(audio) {
         stats.audio_dropped += 1;
     }
 }

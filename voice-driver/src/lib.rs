@@ -34,7 +34,7 @@ mod ws_upgrade;
 pub use bytes::Bytes;
 pub use call::{Call, CallState, CallStats, FrameSink, PlayError, ReceivedAudio};
 pub use config::DriverConfig;
-pub use core::{CallCore, Channels, Io};
+pub use core::{AudioOut, CallCore, Channels, Io};
 pub use error::{CallError, ConnectError, ConnectFailure, JoinError, OggError, TrustError, TrySendError};
 pub use gateway::MainGateway;
 pub use manager::{Manager, connect};

@@ -10,7 +10,7 @@ use voice_proto::{ConnectionInfo, GatewayEvent, VoiceConnection};
 
 use crate::call::{Call, CallState, FrameSink};
 use crate::config::DriverConfig;
-use crate::core::{CallCore, Channels};
+use crate::core::{AudioOut, CallCore, Channels};
 use crate::error::{CallError, JoinError};
 use crate::gateway::{MainGateway, NoGateway};
 use crate::runtime::{AsyncUdpSocket, Runtime};
@@ -41,9 +41,9 @@ fn spawn_call(
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(config.frame_capacity.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
-    let (audio_tx, audio_rx) = mpsc::channel(config.receive_capacity.max(1));
+    let audio = Arc::new(AudioOut::new(config.receive_capacity));
     let (state_tx, state_rx) = watch::channel(CallState::new());
-    let ch = Channels { frames: frame_rx, events: event_tx, audio: audio_tx, state: state_tx };
+    let ch = Channels { frames: frame_rx, events: event_tx, audio: audio.clone(), state: state_tx };
     let io = TaskIo {
         runtime: runtime.clone(),
         gateway,
@@ -71,7 +71,7 @@ fn spawn_call(
         state: state_rx,
         frames: FrameSink::new(frame_tx),
         events: Arc::new(Mutex::new(Some(event_rx))),
-        audio: Arc::new(Mutex::new(Some(audio_rx))),
+        audio,
     }
 }
 
