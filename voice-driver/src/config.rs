@@ -38,7 +38,7 @@ pub struct DriverConfig {
     pub tls_config: Option<Arc<ClientConfig>>,
     /// Send flowing audio from the shared send wheel (one task per core for
     /// the calls of this configuration and its clones, one timer tick per
-    /// millisecond) rather than from each call's task with a timer per
+    /// 2 ms) rather than from each call's task with a timer per
     /// frame. On by default: it is what makes thousands of calls cheap.
     pub send_wheel: bool,
     /// What clones share: the TLS configuration once built, and the
