@@ -95,6 +95,16 @@ impl CallShared {
         sent.map(drop).inspect_err(|e| tracing::debug!(error = %e, "udp send failed"))
     }
 
+    /// Asks the CPU to start loading what [`send_due`](Self::send_due)
+    /// reads first: the call's shared state (lock, core, connection) and
+    /// its socket. The wheel asks for the next call's while it sends the
+    /// current one's, so that a thousand calls' state, far larger than
+    /// the caches, is not read one cache miss at a time.
+    fn prefetch(&self) {
+        prefetch((self as *const Self).cast(), std::mem::size_of::<Self>());
+        prefetch((&*self.udp as *const dyn AsyncUdpSocket).cast(), 64);
+    }
+
     /// Sends the frame of a due slot; says where the call goes next.
     fn send_due(&self, now: Instant) -> Outcome {
         // The call's task may hold the lock for a while (a TLS read, an MLS
@@ -136,6 +146,24 @@ impl CallShared {
         self.in_wheel.store(false, Ordering::Release);
         self.wake_task();
     }
+}
+
+/// A hint to the CPU to bring the `len` bytes at `p` into its caches. It
+/// reads nothing in the language's sense and cannot fault, whatever `p`
+/// is; elsewhere than x86-64 it does nothing.
+#[inline]
+#[allow(unsafe_code, reason = "the prefetch intrinsic is unsafe only for its target-feature requirement")]
+fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(64) {
+        // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has
+        // (it is in the target's baseline); a prefetch never dereferences
+        // its address and never faults, so any pointer is fine (and
+        // `wrapping_add` keeps computing it defined).
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(offset).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
 }
 
 /// Where a call goes after its turn in the wheel.
@@ -314,7 +342,11 @@ impl Wheel {
             }
             s.done = s.done.max(now_tick);
             drop(s);
-            for call in due.drain(..) {
+            for i in 0..due.len() {
+                if let Some(next) = due.get(i + 1) {
+                    next.prefetch();
+                }
+                let call = &due[i];
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.send_due(now)))
                     .unwrap_or_else(|_| {
                         // A source that panicked (say): its call's task
@@ -325,8 +357,9 @@ impl Wheel {
                 if matches!(outcome, Outcome::Leave) {
                     call.leave_wheel();
                 }
-                back.push((call, outcome));
+                back.push((call.clone(), outcome));
             }
+            due.clear();
             let mut s = self.lock();
             let retry = now + TICK;
             for (call, outcome) in back.iter() {
