@@ -49,15 +49,13 @@ pub(crate) async fn upgrade(io: &mut Box<dyn ByteStream>, target: &WsTarget) -> 
     }
 }
 
-/// The request: the path and query the voice gateway wants, the host as
-/// the URL names it.
+/// The request: the path, query and host of the target's URL.
 fn request(target: &WsTarget, key: &str) -> String {
-    let host = if target.host.contains(':') { format!("[{}]", target.host) } else { target.host.clone() };
     format!(
-        "GET /?v={} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n",
-        target.version.as_u8(),
-        target.port
+        target.path(),
+        target.authority()
     )
 }
 

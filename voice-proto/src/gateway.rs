@@ -182,8 +182,22 @@ impl WsTarget {
     /// The URL the websocket upgrade requests: `wss://host:port/?v=8`.
     pub fn url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        format!("{scheme}://{host}:{}/?v={}", self.port, self.version.as_u8())
+        format!("{scheme}://{}{}", self.authority(), self.path())
+    }
+
+    /// `host:port` as the URL and the upgrade's `Host` header name it (an
+    /// IPv6 address in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The path and query the upgrade requests: `/?v=8`.
+    pub fn path(&self) -> String {
+        format!("/?v={}", self.version.as_u8())
     }
 }
 
