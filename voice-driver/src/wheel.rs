@@ -342,11 +342,11 @@ impl Wheel {
             }
             s.done = s.done.max(now_tick);
             drop(s);
-            for i in 0..due.len() {
-                if let Some(next) = due.get(i + 1) {
+            let mut calls = due.drain(..).peekable();
+            while let Some(call) = calls.next() {
+                if let Some(next) = calls.peek() {
                     next.prefetch();
                 }
-                let call = &due[i];
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.send_due(now)))
                     .unwrap_or_else(|_| {
                         // A source that panicked (say): its call's task
@@ -357,9 +357,8 @@ impl Wheel {
                 if matches!(outcome, Outcome::Leave) {
                     call.leave_wheel();
                 }
-                back.push((call.clone(), outcome));
+                back.push((call, outcome));
             }
-            due.clear();
             let mut s = self.lock();
             let retry = now + TICK;
             for (call, outcome) in back.iter() {
