@@ -80,6 +80,7 @@ OPTIONS:
     --concurrency N       joins in flight at once (default 64)
     --bare-secs SECS      length of the bare seal-and-send loop, in three rounds (default 3)
     --plain-ws            voice gateway over ws:// instead of wss://
+    --no-batch            one send system call per datagram (DriverConfig::batched_send off)
     --queue               play through each call's frame sink from a task of
                           its own, instead of a looped source the driver pulls
     --run                 run when started without cargo bench's --bench
@@ -110,6 +111,7 @@ struct Opts {
     concurrency: usize,
     bare: Duration,
     plain_ws: bool,
+    no_batch: bool,
     /// Feed audio through the frame sink (one producer task per call)
     /// instead of a source the driver pulls.
     queue: bool,
@@ -156,6 +158,7 @@ fn parse() -> Result<Opts, lexopt::Error> {
         concurrency: 64,
         bare: Duration::from_secs(3),
         plain_ws: false,
+        no_batch: false,
         queue: false,
         endpoint: String::new(),
         udp_port: 0,
@@ -177,6 +180,7 @@ fn parse() -> Result<Opts, lexopt::Error> {
             Long("concurrency") => o.concurrency = parser.value()?.parse::<usize>()?.max(1),
             Long("bare-secs") => o.bare = secs(&mut parser)?.max(Duration::from_millis(100)),
             Long("plain-ws") => o.plain_ws = true,
+            Long("no-batch") => o.no_batch = true,
             Long("queue") => o.queue = true,
             Long("role") => o.role = Some(parser.value()?.string()?),
             Long("endpoint") => o.endpoint = parser.value()?.string()?,
@@ -549,6 +553,7 @@ fn client_main(opts: &Opts) -> Res<()> {
     config.trust_pem(&std::fs::read(&opts.cert)?)?;
     config.proto.max_dave_protocol_version = 0;
     config.proto.plain_ws = opts.plain_ws;
+    config.batched_send = !opts.no_batch;
     config.join_timeout = Duration::from_secs(120);
     // Everything that is not a call is in this baseline.
     let rss_base = procfs::rss_kb()?;
@@ -790,6 +795,9 @@ fn row(opts: &Opts, calls: usize, receive: bool, bare_us: f64) -> Res<Value> {
     }
     if opts.plain_ws {
         args.push("--plain-ws".to_owned());
+    }
+    if opts.no_batch {
+        args.push("--no-batch".to_owned());
     }
     let mut client = Peer::spawn("client", &args)?;
     let joined = client.read()?;

@@ -154,4 +154,9 @@ impl AsyncUdpSocket for Udp {
     fn connect(&self, to: SocketAddr) -> io::Result<()> {
         self.socket.get_ref().connect(to)
     }
+
+    #[cfg(unix)]
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self.socket.get_ref()))
+    }
 }

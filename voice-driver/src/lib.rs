@@ -24,6 +24,7 @@ mod manager;
 pub mod ogg;
 pub mod pacing;
 pub mod runtime;
+mod send_batch;
 mod snapshot;
 mod source;
 mod task;

@@ -58,6 +58,18 @@ pub trait AsyncUdpSocket: Send + Sync + Debug {
     /// Connects the socket to `to`: the kernel then drops datagrams from
     /// anyone else, and sends skip the per-datagram route lookup.
     fn connect(&self, to: SocketAddr) -> io::Result<()>;
+    /// The socket's descriptor, if the driver may send on it directly:
+    /// the send wheel then hands a tick's datagrams to the kernel in one
+    /// batch (io_uring on Linux, see [`DriverConfig::batched_send`]). The
+    /// descriptor must be the one `try_send` sends on, non-blocking, and
+    /// stay open while the socket lives. `None`, the default, sends every
+    /// datagram with [`try_send`](Self::try_send).
+    ///
+    /// [`DriverConfig::batched_send`]: crate::DriverConfig::batched_send
+    #[cfg(unix)]
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// A TCP stream as futures-io sees it.

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::CallCore;
 use crate::runtime::{AsyncUdpSocket, Runtime};
+use crate::send_batch::{Fd, SendBatch};
 
 /// Buckets: one per tick of the 20 ms frame period.
 const BUCKETS: usize = 10;
@@ -34,6 +35,8 @@ const TICK_NS: u128 = TICK.as_nanos();
 pub(crate) struct CallShared {
     locked: Mutex<Locked>,
     pub(crate) udp: Box<dyn AsyncUdpSocket>,
+    /// `udp`'s descriptor, for batched sends.
+    fd: Option<Fd>,
     task: Mutex<Option<Waker>>,
     in_wheel: AtomicBool,
 }
@@ -50,9 +53,14 @@ pub(crate) struct Locked {
 
 impl CallShared {
     pub(crate) fn new(core: CallCore, udp: Box<dyn AsyncUdpSocket>) -> Self {
+        #[cfg(unix)]
+        let fd = udp.as_fd().map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd));
+        #[cfg(not(unix))]
+        let fd = None;
         CallShared {
             locked: Mutex::new(Locked { core, peer: None, armed: None }),
             udp,
+            fd,
             task: Mutex::new(None),
             in_wheel: AtomicBool::new(false),
         }
@@ -85,14 +93,19 @@ impl CallShared {
     /// Sends one datagram, connecting the socket to a new peer first so
     /// that the kernel filters every other source.
     pub(crate) fn transmit(&self, peer: &mut Option<SocketAddr>, bytes: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        let sent = if self.connect_to(peer, to) { self.udp.try_send(bytes) } else { self.udp.try_send_to(bytes, to) };
+        sent.map(drop).inspect_err(|e| tracing::debug!(error = %e, "udp send failed"))
+    }
+
+    /// Connects the socket to `to` unless it is already: whether it is.
+    fn connect_to(&self, peer: &mut Option<SocketAddr>, to: SocketAddr) -> bool {
         if *peer != Some(to) {
             match self.udp.connect(to) {
                 Ok(()) => *peer = Some(to),
                 Err(e) => tracing::debug!(error = %e, "udp connect failed"),
             }
         }
-        let sent = if *peer == Some(to) { self.udp.try_send(bytes) } else { self.udp.try_send_to(bytes, to) };
-        sent.map(drop).inspect_err(|e| tracing::debug!(error = %e, "udp send failed"))
+        *peer == Some(to)
     }
 
     /// Asks the CPU to start loading what [`send_due`](Self::send_due)
@@ -105,8 +118,9 @@ impl CallShared {
         prefetch((&*self.udp as *const dyn AsyncUdpSocket).cast(), 64);
     }
 
-    /// Sends the frame of a due slot; says where the call goes next.
-    fn send_due(&self, now: Instant) -> Outcome {
+    /// Sends the frame of a due slot (queued in `batch` as `tag` when the
+    /// batch takes it); says where the call goes next.
+    fn send_due(&self, now: Instant, batch: &mut SendBatch, tag: usize) -> Outcome {
         // The call's task may hold the lock for a while (a TLS read, an MLS
         // commit): look again next tick rather than hold up every call.
         let mut g = match self.locked.try_lock() {
@@ -124,7 +138,8 @@ impl CallShared {
             return Outcome::Leave;
         }
         let Some(to) = core.send_slot(now) else { return Outcome::Leave };
-        if self.transmit(peer, core.datagram(), to).is_err() {
+        let queued = self.connect_to(peer, to) && self.fd.is_some_and(|fd| batch.push(tag, fd, core.datagram()));
+        if !queued && self.transmit(peer, core.datagram(), to).is_err() {
             core.send_failed();
         }
         // The frame pushed "speaking stops" back; anything else (a
@@ -194,15 +209,15 @@ pub(crate) struct Wheels {
 impl Wheels {
     /// A wheel for a new call, started on `runtime` when first needed (or
     /// again, when the runtime it ran on went away).
-    pub(crate) fn pick(&self, runtime: &Arc<dyn Runtime>) -> Arc<Wheel> {
+    pub(crate) fn pick(&self, runtime: &Arc<dyn Runtime>, batched: bool) -> Arc<Wheel> {
         let mut wheels = self.wheels.lock().unwrap_or_else(PoisonError::into_inner);
         let max = *self.cores.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
         let i = (self.next.fetch_add(1, Ordering::Relaxed) / CALLS_PER_WHEEL) % max;
         while wheels.len() <= i {
-            wheels.push(Wheel::start(runtime));
+            wheels.push(Wheel::start(runtime, batched));
         }
         if !wheels[i].alive.load(Ordering::Acquire) {
-            wheels[i] = Wheel::start(runtime);
+            wheels[i] = Wheel::start(runtime, batched);
         }
         wheels[i].acquire()
     }
@@ -242,7 +257,7 @@ struct WheelState {
 }
 
 impl Wheel {
-    fn start(runtime: &Arc<dyn Runtime>) -> Arc<Self> {
+    fn start(runtime: &Arc<dyn Runtime>, batched: bool) -> Arc<Self> {
         let state = WheelState {
             epoch: runtime.now(),
             buckets: std::array::from_fn(|_| Vec::new()),
@@ -252,7 +267,7 @@ impl Wheel {
         };
         let wheel =
             Arc::new(Wheel { state: Mutex::new(state), users: AtomicUsize::new(1), alive: AtomicBool::new(true) });
-        runtime.spawn(Box::pin(wheel.clone().run(runtime.clone())));
+        runtime.spawn(Box::pin(wheel.clone().run(runtime.clone(), batched)));
         wheel
     }
 
@@ -297,7 +312,7 @@ impl Wheel {
         }
     }
 
-    async fn run(self: Arc<Self>, runtime: Arc<dyn Runtime>) {
+    async fn run(self: Arc<Self>, runtime: Arc<dyn Runtime>, batched: bool) {
         // Whatever ends the task (its runtime dropping it, a panic), the
         // calls it holds go back to their tasks.
         let _guard = HandBack(self.clone());
@@ -305,6 +320,7 @@ impl Wheel {
         let mut due: Vec<Arc<CallShared>> = Vec::new();
         let mut back: Vec<(Arc<CallShared>, Outcome)> = Vec::new();
         let mut armed_at: Option<Instant> = None;
+        let mut batch = SendBatch::new(batched);
         loop {
             // Sleep to the next tick that has calls, or until one arrives.
             let stop = std::future::poll_fn(|cx| {
@@ -347,18 +363,24 @@ impl Wheel {
                 if let Some(next) = calls.peek() {
                     next.prefetch();
                 }
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.send_due(now)))
-                    .unwrap_or_else(|_| {
-                        // A source that panicked (say): its call's task
-                        // takes over and meets the same fate there.
-                        tracing::error!("a call's send panicked in the send wheel");
-                        Outcome::Leave
-                    });
+                let tag = back.len();
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.send_due(now, &mut batch, tag)))
+                        .unwrap_or_else(|_| {
+                            // A source that panicked (say): its call's task
+                            // takes over and meets the same fate there.
+                            tracing::error!("a call's send panicked in the send wheel");
+                            Outcome::Leave
+                        });
                 if matches!(outcome, Outcome::Leave) {
                     call.leave_wheel();
                 }
                 back.push((call, outcome));
+                if batch.is_full() {
+                    flush(&mut batch, &back);
+                }
             }
+            flush(&mut batch, &back);
             let mut s = self.lock();
             let retry = now + TICK;
             for (call, outcome) in back.iter() {
@@ -378,6 +400,17 @@ impl Wheel {
             back.clear();
         }
     }
+}
+
+/// Sends what the batch holds; a datagram the kernel refused counts as
+/// its call's send error, as an unbatched one does.
+fn flush(batch: &mut SendBatch, calls: &[(Arc<CallShared>, Outcome)]) {
+    batch.flush(|tag, e| {
+        tracing::debug!(error = %e, "udp send failed");
+        if let Some((call, _)) = calls.get(tag) {
+            call.lock().core.send_failed();
+        }
+    });
 }
 
 /// Hands every call a wheel holds back to its task when the wheel's task

@@ -103,6 +103,10 @@ impl AsyncUdpSocket for Udp {
     fn connect(&self, to: SocketAddr) -> io::Result<()> {
         self.0.get_ref().connect(to)
     }
+
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self.0.get_ref()))
+    }
 }
 
 /// Elsewhere, tokio's own UDP socket.
