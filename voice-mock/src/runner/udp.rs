@@ -10,9 +10,14 @@ use tokio::sync::{mpsc, watch};
 use super::sink::{SinkTable, Verdict};
 use super::{Counters, Datagram, lock_sink};
 
+/// Datagrams read per wake-up before the loop looks at shutdown again.
+const BURST: usize = 256;
+
 /// Receives datagrams until shutdown. When the driver falls behind the
 /// channel fills and datagrams are dropped (and counted) here, so a flood
-/// costs bounded memory.
+/// costs bounded memory. Each wake-up reads what the socket holds (up to
+/// [`BURST`]) in a row: a burst of a thousand calls' packets costs one
+/// wake-up, not one each.
 pub(crate) async fn recv_loop(
     udp: Arc<UdpSocket>,
     tx: mpsc::Sender<Datagram>,
@@ -25,26 +30,35 @@ pub(crate) async fn recv_loop(
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            r = udp.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    if let Some(sink) = &sink {
-                        let now = tokio::time::Instant::now().into_std();
-                        if lock_sink(sink).receive(&buf[..n], now) == Verdict::Done {
-                            continue;
-                        }
-                    }
-                    let d = Datagram { from, bytes: buf[..n].to_vec() };
-                    match tx.try_send(d) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            counters.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    }
-                }
-                // ICMP errors surface here on some systems; keep serving.
-                Err(e) => tracing::trace!(error = %e, "udp receive error"),
+            r = udp.readable() => if let Err(e) = r {
+                tracing::trace!(error = %e, "udp readiness error");
+                continue;
             },
+        }
+        for _ in 0..BURST {
+            let (n, from) = match udp.try_recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP errors surface here on some systems; keep serving.
+                Err(e) => {
+                    tracing::trace!(error = %e, "udp receive error");
+                    continue;
+                }
+            };
+            if let Some(sink) = &sink {
+                let now = tokio::time::Instant::now().into_std();
+                if lock_sink(sink).receive(&buf[..n], now) == Verdict::Done {
+                    continue;
+                }
+            }
+            let d = Datagram { from, bytes: buf[..n].to_vec() };
+            match tx.try_send(d) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    counters.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
         }
     }
 }
