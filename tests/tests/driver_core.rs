@@ -48,6 +48,11 @@ impl World {
     }
 
     fn add(&mut self, user: u64) -> usize {
+        self.add_listening(user, true)
+    }
+
+    /// A party; `listening`: its application takes the received audio.
+    fn add_listening(&mut self, user: u64, listening: bool) -> usize {
         let i = self.parties.len();
         let user = Snowflake(user);
         let mut config = Config::new(GUILD, user);
@@ -57,7 +62,7 @@ impl World {
         let (frames_tx, frames) = mpsc::channel(500);
         let (events, _events_rx) = mpsc::channel(64);
         let audio = std::sync::Arc::new(AudioOut::new(2000));
-        let audio_rx = audio.take_receiver().expect("first take");
+        let audio_rx = if listening { audio.take_receiver().expect("first take") } else { mpsc::channel(1).1 };
         let (state, _) = watch::channel(CallState::new());
         let core = CallCore::new(conn, Channels::new(frames, events, audio, state));
         let addr = SocketAddr::from(([198, 51, 100, 1 + i as u8], 40000));
@@ -290,6 +295,25 @@ fn a_task_late_by_less_than_three_slots_sends_every_frame_without_a_burst() {
     let last = *w.parties[a].sent_at.last().unwrap();
     assert_eq!(last - first, Duration::from_millis(20 * 59), "the original phase, no drift");
     assert_eq!(received(&mut w.parties[b]), sent, "every frame, in order");
+}
+
+#[test]
+fn audio_nobody_listens_to_is_counted_dropped_and_the_listener_hears_it_all() {
+    let mut w = World::new(DavePolicy::Off);
+    let (a, b, c) = (w.add(10), w.add(20), w.add_listening(30, false));
+    let ready = w.run_until(Duration::from_secs(5), |w| w.parties.iter().all(|p| p.core.connection().can_send_audio()));
+    assert!(ready, "all connected");
+    let sent: Vec<Bytes> = (0..50).map(frame).collect();
+    w.parties[a].core.play_source(Box::new(Looped::times(sent.clone(), 1)));
+    let (done, mut flushed) = oneshot::channel();
+    w.parties[a].core.add_flush_waiter(done);
+    assert!(w.run_until(Duration::from_secs(5), |_| flushed.try_recv().is_ok()), "played");
+    w.run_until(Duration::from_millis(200), |_| false);
+    assert_eq!(received(&mut w.parties[b]), sent);
+    assert_eq!(w.parties[b].core.stats().audio_dropped, 0);
+    // Every packet the unheard party got (the frames and the silence after
+    // them) was counted, none kept.
+    assert!(w.parties[c].core.stats().audio_dropped >= sent.len() as u64);
 }
 
 #[test]

@@ -86,6 +86,11 @@ impl AudioOut {
         rx
     }
 
+    /// Whether anybody takes the audio (else it is dropped unread).
+    fn is_listened(&self) -> bool {
+        self.tx.get().is_some()
+    }
+
     /// Hands one packet on; false when nobody listens or the channel is
     /// full.
     fn send(&self, audio: ReceivedAudio) -> bool {
@@ -560,6 +565,11 @@ struct Published {
 /// Hands a received packet to the application: its Opus is copied into the
 /// arena (one allocation per arena block, not per packet).
 fn deliver(arena: &mut BytesMut, ch: &Channels, stats: &mut CallStats, p: &VoicePacket<'_>) {
+    if !ch.audio.is_listened() {
+        // Nobody listens: not even the copy.
+        stats.audio_dropped += 1;
+        return;
+    }
     if arena.capacity() < p.opus.len() {
         arena.reserve(ARENA_BLOCK.max(p.opus.len()));
     }
