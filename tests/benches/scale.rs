@@ -423,7 +423,11 @@ fn server_main(opts: &Opts) -> Res<()> {
 /// Plays an endless loop of `frame` on `call`, counting each frame queued.
 /// The one place that plays audio: it moves to the pull-based source API
 /// when the library has it.
-async fn drive_call(call: Call, frame: Bytes, queued: Arc<AtomicU64>, queue: bool) {
+async fn drive_call(call: Call, frame: Bytes, queued: Arc<AtomicU64>, queue: bool, phase: Duration) {
+    // Calls start at all times, not in one millisecond: each starts at its
+    // own phase of the 20 ms frame period, spread evenly, as calls that
+    // began at random times would be.
+    tokio::time::sleep(phase).await;
     if !queue {
         // What an audio node does: the driver pulls each frame in its slot.
         let _ = call.start_source(voice_tokio::Looped::forever(vec![frame])).await;
@@ -579,8 +583,10 @@ fn client_main(opts: &Opts) -> Res<()> {
             for call in &joined.listeners {
                 rt.spawn(listen(call.clone(), heard.clone()));
             }
-            for call in &joined.senders {
-                rt.spawn(drive_call(call.clone(), frame.clone(), queued.clone(), opts.queue));
+            let n = joined.senders.len().max(1) as u32;
+            for (i, call) in joined.senders.iter().enumerate() {
+                let phase = Duration::from_millis(FRAME_MS as u64) * i as u32 / n;
+                rt.spawn(drive_call(call.clone(), frame.clone(), queued.clone(), opts.queue, phase));
             }
             Ok(Some(json!({ "playing": joined.senders.len() })))
         }
