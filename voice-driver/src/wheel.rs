@@ -30,6 +30,24 @@ const BUCKETS: usize = 10;
 const TICK: Duration = Duration::from_millis(2);
 const TICK_NS: u128 = TICK.as_nanos();
 
+/// Packets a wake-up of the wheel should send at least, when it has few
+/// calls: a wake-up costs the same for one packet as for a hundred.
+const PACKETS_PER_WAKE: usize = 16;
+/// The longest a frame may wait for its wake-up: half a frame.
+const MAX_STRIDE: u64 = 5;
+
+/// Ticks between wake-ups of a wheel holding `calls`: 1 (every 2 ms) from
+/// 160 calls on; fewer calls spread over the ten buckets would have each
+/// wake-up send one or two packets, so the wheel wakes every few ticks and
+/// sends the buckets that came due since, up to 10 ms after their slots
+/// (each call keeps its 20 ms period: its frames are all late by the same
+/// amount; Discord's jitter buffer takes far more). A lone call wakes
+/// the wheel once per frame whatever the stride.
+fn stride(calls: usize) -> u64 {
+    let per_tick = calls.max(1).div_ceil(BUCKETS);
+    (PACKETS_PER_WAKE.div_ceil(per_tick) as u64).clamp(1, MAX_STRIDE)
+}
+
 /// One call as its task and the wheel share it.
 #[derive(Debug)]
 pub(crate) struct CallShared {
@@ -440,12 +458,14 @@ impl WheelState {
         self.epoch + Duration::from_nanos(u64::try_from(TICK_NS * u128::from(tick)).unwrap_or(u64::MAX))
     }
 
-    /// The first tick after the last one processed whose bucket has calls.
+    /// The tick to wake at: the first after the last one processed whose
+    /// bucket has calls, but no sooner than [`stride`] ticks on (the
+    /// buckets passed on the way are sent then, a little late).
     fn next_busy_tick(&self) -> Instant {
-        let ahead = (1..=BUCKETS as u64)
+        let first_busy = (1..=BUCKETS as u64)
             .find(|d| !self.buckets[((self.done + d) % BUCKETS as u64) as usize].is_empty())
             .unwrap_or(1);
-        self.at_tick(self.done + ahead)
+        self.at_tick(self.done + first_busy.max(stride(self.calls)))
     }
 
     /// The bucket of the tick `slot` falls in (rounded up, so that
@@ -456,5 +476,28 @@ impl WheelState {
         let tick = ns.div_ceil(TICK_NS);
         let tick = u64::try_from(tick).unwrap_or(u64::MAX).max(self.done + 1);
         (tick % BUCKETS as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_calls_wake_the_wheel_every_few_ticks_many_every_tick() {
+        assert_eq!(stride(1), MAX_STRIDE);
+        assert_eq!(stride(16), MAX_STRIDE);
+        assert_eq!(stride(40), 4);
+        assert_eq!(stride(128), 2);
+        assert_eq!(stride(160), 1);
+        assert_eq!(stride(5000), 1);
+        // Never later than half a frame.
+        assert!((1..10_000).all(|c| stride(c) * TICK.as_millis() as u64 <= 10));
+        // Each wake-up of a full stride sends at least the target, or every
+        // call there is.
+        for calls in [10usize, 16, 50, 100, 128, 159] {
+            let per_wake = calls.div_ceil(BUCKETS) * stride(calls) as usize;
+            assert!(per_wake >= PACKETS_PER_WAKE.min(calls) || stride(calls) == MAX_STRIDE, "{calls}");
+        }
     }
 }
