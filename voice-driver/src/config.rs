@@ -38,8 +38,8 @@ pub struct DriverConfig {
     pub tls_config: Option<Arc<ClientConfig>>,
     /// Send flowing audio from the shared send wheel (one task per core for
     /// the calls of this configuration and its clones, one timer tick per
-    /// 2 ms) rather than from each call's task with a timer per
-    /// frame. On by default: it is what makes thousands of calls cheap.
+    /// 2 ms, or every few ticks while it holds few calls) rather than from
+    /// each call's task with a timer per frame. On by default: it is what makes thousands of calls cheap.
     pub send_wheel: bool,
     /// On Linux, hand each wheel tick's datagrams to the kernel in one
     /// io_uring submission instead of a system call each (about half the

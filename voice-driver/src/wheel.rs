@@ -11,7 +11,10 @@
 //! the wheel, and its own task, woken, takes over.
 //!
 //! What a call costs per frame here: a lock without contention, the frame,
-//! the seal and one non-blocking send: the kernel's share and little more.
+//! the seal and its share of one batched send per tick
+//! ([`send_batch`](crate::send_batch): one io_uring submission on Linux):
+//! the kernel's UDP path and little more. A wheel with few calls wakes
+//! every few ticks, so that a wake-up sends more than a packet or two.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,8 +28,9 @@ use crate::send_batch::{Fd, SendBatch};
 
 /// Buckets: one per tick of the 20 ms frame period.
 const BUCKETS: usize = 10;
-/// A tick: a frame leaves at most this much after its slot (Discord's
-/// jitter buffer absorbs far more); fewer ticks mean fewer wake-ups.
+/// A tick: with many calls a frame leaves at most this much after its
+/// slot (with few, at most [`MAX_STRIDE`] ticks; Discord's jitter buffer
+/// absorbs far more); fewer ticks mean fewer wake-ups.
 const TICK: Duration = Duration::from_millis(2);
 const TICK_NS: u128 = TICK.as_nanos();
 
