@@ -44,7 +44,7 @@ OPTIONS:
     --sink-report SECS   with --sink: print one JSON line of sink counters every
                          SECS seconds (each line covers the SECS before it);
                          with --sink one line is printed at exit in any case
-    --udp-recv-buffer B  UDP receive buffer in bytes (SO_RCVBUF; default: the system's)
+    --udp-recv-buffer B  UDP receive buffer in bytes (past rmem_max with CAP_NET_ADMIN; default: the system's)
     --dave POLICY        DAVE end-to-end encryption (the server is the MLS
                          external sender and delivery service):
                            required  every room runs DAVE version 1; an Identify

@@ -12,6 +12,7 @@
 //! load of thousands of senders costs no channel hop, no copy and no core
 //! lock per packet ([`SinkStats`]).
 
+mod arrival;
 mod driver;
 mod log;
 mod sink;
@@ -98,8 +99,10 @@ pub struct RunnerConfig {
     /// of a session with company is counted the same way and then forwarded
     /// as usual. Off by default.
     pub sink: bool,
-    /// Receive buffer of the UDP socket in bytes (`SO_RCVBUF`; the kernel
-    /// caps it at `net.core.rmem_max`). 0 keeps the system default.
+    /// Receive buffer of the UDP socket in bytes. On Linux with
+    /// `CAP_NET_ADMIN` it is set past `net.core.rmem_max`
+    /// (`SO_RCVBUFFORCE`); otherwise `SO_RCVBUF`, which the kernel caps
+    /// there. 0 keeps the system default.
     pub udp_recv_buffer: usize,
 }
 
@@ -197,7 +200,7 @@ pub(crate) fn lock_sink(sink: &Mutex<SinkTable>) -> MutexGuard<'_, SinkTable> {
 fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
     let socket =
         socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    if recv_buffer > 0 {
+    if recv_buffer > 0 && arrival::force_recv_buffer(&socket, recv_buffer).is_err() {
         socket.set_recv_buffer_size(recv_buffer)?;
     }
     socket.bind(&addr.into())?;

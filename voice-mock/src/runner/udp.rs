@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use super::arrival::Arrivals;
 use super::sink::{SinkTable, Verdict};
 use super::{Counters, Datagram, lock_sink};
 
@@ -27,6 +28,8 @@ pub(crate) async fn recv_loop(
     sink: Option<Arc<Mutex<SinkTable>>>,
 ) {
     let mut buf = vec![0u8; max_len + 1];
+    // The sink's gaps are timed by the kernel's arrival stamps.
+    let arrivals = sink.as_ref().map(|_| Arrivals::new(&udp));
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -36,7 +39,11 @@ pub(crate) async fn recv_loop(
             },
         }
         for _ in 0..BURST {
-            let (n, from) = match udp.try_recv_from(&mut buf) {
+            let read = match &arrivals {
+                Some(a) => a.try_recv(&udp, &mut buf).map(|(n, from, at)| (n, from, Some(at))),
+                None => udp.try_recv_from(&mut buf).map(|(n, from)| (n, from, None)),
+            };
+            let (n, from, arrived) = match read {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 // ICMP errors surface here on some systems; keep serving.
@@ -46,7 +53,7 @@ pub(crate) async fn recv_loop(
                 }
             };
             if let Some(sink) = &sink {
-                let now = tokio::time::Instant::now().into_std();
+                let now = arrived.unwrap_or_else(|| tokio::time::Instant::now().into_std());
                 if lock_sink(sink).receive(&buf[..n], now) == Verdict::Done {
                     continue;
                 }
