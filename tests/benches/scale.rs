@@ -22,8 +22,9 @@
 //! The calls offer no DAVE (`max_dave_protocol_version = 0`, the server's
 //! policy is off): a bot alone in a DAVE call cannot send. Each call plays
 //! an endless loop of one 160-byte frame (64 kbit/s), from a source the
-//! driver pulls (`--queue`: through its frame sink; [`drive_call`]). In the receive rows call 2k listens and call 2k+1 plays
-//! in guild k, so the server forwards every packet (re-encrypted) and the
+//! driver pulls (`--queue`: through its frame sink; [`drive_call`]),
+//! starting at phases spread evenly over the 20 ms period. In the receive
+//! rows call 2k listens and call 2k+1 plays in guild k, so the server forwards every packet (re-encrypted) and the
 //! client receives and decrypts half of what it sends.
 //!
 //! Columns of the table (the JSON lines hold more):
@@ -43,7 +44,10 @@
 //!   falls behind expected (the client not keeping its pace, or loss);
 //!   `lost`: packets numbered by the senders (RTP sequence) that never
 //!   arrived; `late`: gaps of 30 ms or more; `gap p50/p99`: time between
-//!   consecutive packets of one call at the server (0.1 ms buckets).
+//!   consecutive packets of one call at the server (0.1 ms buckets), by
+//!   the kernel's arrival stamps where it gives them (64-bit Linux), which
+//!   on loopback are the send times: the server's own scheduling delays
+//!   are not counted against the client.
 //! * `heard`: audio packets the listeners received (receive rows).
 //! * `server µs/pkt`: the server's CPU time over the packets it received;
 //!   `kernel drops`: UDP datagrams dropped for full receive buffers in the
