@@ -112,7 +112,8 @@ mod ring {
     /// Entries per submission: a tick's calls of one wheel are a few hundred
     /// at most; more are sent in further submissions.
     const DEPTH: u32 = 256;
-    /// Times `io_uring_enter` may fail in a row before the ring is given up.
+    /// Times `io_uring_enter` may fail in a row (signals aside) before the
+    /// ring is given up.
     const ENTER_RETRIES: usize = 8;
 
     /// One datagram waiting in [`Ring::arena`].
@@ -134,6 +135,10 @@ mod ring {
         /// Per entry of the round being completed: submitted and not yet
         /// completed.
         open: Vec<bool>,
+        /// Failures of the flush so far, reported once nothing is in the
+        /// kernel's hands (the report is the caller's code, which may
+        /// panic: the arena must not be freed under the kernel then).
+        failures: Vec<(usize, io::Error)>,
     }
 
     impl std::fmt::Debug for Ring {
@@ -145,19 +150,22 @@ mod ring {
     impl Ring {
         pub(super) fn new() -> io::Result<Ring> {
             // Keep submitting past an entry that fails (5.18) and complete
-            // without interrupting the thread (5.19); plain on older kernels.
+            // without interrupting the thread (5.19); what the kernel has of
+            // these, or neither.
             let ring = IoUring::builder()
                 .setup_submit_all()
                 .setup_coop_taskrun()
                 .build(DEPTH)
+                .or_else(|_| IoUring::builder().setup_submit_all().build(DEPTH))
                 .or_else(|_| IoUring::new(DEPTH))?;
-            // An entry the kernel does not know fails its one datagram, not
-            // the batch; still, refuse a kernel without send (5.6) now.
+            // Send (5.6) arrived with the probe: a kernel that cannot be
+            // probed cannot send either, and would fail every datagram.
             let mut probe = io_uring::Probe::new();
-            if ring.submitter().register_probe(&mut probe).is_ok() && !probe.is_supported(opcode::Send::CODE) {
+            ring.submitter().register_probe(&mut probe)?;
+            if !probe.is_supported(opcode::Send::CODE) {
                 return Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring without IORING_OP_SEND"));
             }
-            Ok(Ring { ring, arena: Vec::new(), queued: Vec::new(), open: Vec::new() })
+            Ok(Ring { ring, arena: Vec::new(), queued: Vec::new(), open: Vec::new(), failures: Vec::new() })
         }
 
         pub(super) fn push(&mut self, tag: usize, fd: RawFd, bytes: &[u8]) {
@@ -183,7 +191,7 @@ mod ring {
             let queued = std::mem::take(&mut self.queued);
             for chunk in queued.chunks(DEPTH as usize) {
                 if !ok {
-                    chunk.iter().for_each(|q| failed(q.tag, io::Error::other("io_uring failed")));
+                    self.failures.extend(chunk.iter().map(|q| (q.tag, io::Error::other("io_uring failed"))));
                     continue;
                 }
                 self.open.clear();
@@ -197,19 +205,20 @@ mod ring {
                         // SAFETY: the entry points at `len` bytes of the
                         // arena, which is neither written nor freed until
                         // every entry of this round has completed (the
-                        // round below waits for each completion, and on a
-                        // broken ring the arena is leaked instead). The
-                        // queue has room: it is empty when a round starts
-                        // (every earlier entry was submitted and completed)
-                        // and a round is at most DEPTH entries.
+                        // round below waits for each completion, runs no
+                        // caller code meanwhile, and on a broken ring the
+                        // arena is leaked instead). The queue has room: it
+                        // is empty when a round starts (every earlier entry
+                        // was submitted and completed) and a round is at
+                        // most DEPTH entries.
                         let pushed = unsafe { sq.push(&entry) }.is_ok();
                         self.open.push(pushed);
                         if !pushed {
-                            failed(q.tag, io::Error::other("io_uring queue full"));
+                            self.failures.push((q.tag, io::Error::other("io_uring queue full")));
                         }
                     }
                 }
-                ok = self.complete_round(chunk, &mut failed);
+                ok = self.complete_round(chunk);
             }
             self.queued = queued;
             self.queued.clear();
@@ -220,25 +229,35 @@ mod ring {
                 // must stay where they are for good.
                 std::mem::forget(std::mem::take(&mut self.arena));
             }
+            // Nothing is in flight now: the caller's code may run.
+            for (tag, e) in self.failures.drain(..) {
+                failed(tag, e);
+            }
             ok
         }
 
         /// Submits the round and reaps its completions, marking each entry
-        /// done in [`open`](Self::open). False when `io_uring_enter` keeps
-        /// failing; the entries still open are then reported failed.
-        fn complete_round(&mut self, chunk: &[Queued], failed: &mut impl FnMut(usize, io::Error)) -> bool {
+        /// done in [`open`](Self::open) and noting failures. False when
+        /// `io_uring_enter` keeps failing; the entries still open are then
+        /// noted failed.
+        fn complete_round(&mut self, chunk: &[Queued]) -> bool {
             let mut pending = self.open.iter().filter(|o| **o).count();
             let mut errors = 0;
             while pending > 0 {
-                if let Err(e) = self.ring.submit_and_wait(pending) {
-                    // Interrupted, or short of kernel memory for a moment.
-                    errors += 1;
-                    if errors >= ENTER_RETRIES {
-                        tracing::warn!(error = %e, "io_uring_enter keeps failing: batched sends off");
-                        for (q, _) in chunk.iter().zip(&self.open).filter(|(_, o)| **o) {
-                            failed(q.tag, io::Error::other("io_uring failed"));
+                match self.ring.submit_and_wait(pending) {
+                    Ok(_) => errors = 0,
+                    // A signal: not the ring's fault.
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // Short of kernel memory for a moment, say.
+                    Err(e) => {
+                        errors += 1;
+                        if errors >= ENTER_RETRIES {
+                            tracing::warn!(error = %e, "io_uring_enter keeps failing: batched sends off");
+                            for (q, _) in chunk.iter().zip(&self.open).filter(|(_, o)| **o) {
+                                self.failures.push((q.tag, io::Error::other("io_uring failed")));
+                            }
+                            return false;
                         }
-                        return false;
                     }
                 }
                 for cqe in self.ring.completion() {
@@ -249,7 +268,7 @@ mod ring {
                     self.open[i] = false;
                     pending -= 1;
                     if cqe.result() < 0 {
-                        failed(chunk[i].tag, io::Error::from_raw_os_error(-cqe.result()));
+                        self.failures.push((chunk[i].tag, io::Error::from_raw_os_error(-cqe.result())));
                     }
                 }
             }

@@ -7,7 +7,8 @@
 //! a machine the clients keep busy, a read that waits 10 ms for a core
 //! turns two 20 ms gaps into 30 and 10. The kernel stamps each datagram as
 //! it is queued on the socket, which on loopback is the moment it was
-//! sent, so the gaps are the sender's own. Elsewhere than 64-bit Linux, or
+//! sent, so the gaps are the sender's own. Elsewhere than 64-bit Linux with
+//! glibc (whose `cmsghdr` layout the parser knows), or
 //! when the option is refused, datagrams are timed as they are read.
 
 use std::io;
@@ -51,7 +52,7 @@ impl Arrivals {
     fn instant_of(&self, t: SystemTime) -> Instant {
         let (i, s) = self.anchor;
         match t.duration_since(s) {
-            Ok(after) => i + after,
+            Ok(after) => i.checked_add(after).unwrap_or(i),
             Err(e) => i.checked_sub(e.duration()).unwrap_or(i),
         }
     }
@@ -69,7 +70,7 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod sys {
     use super::*;
     use std::os::fd::AsRawFd;
@@ -134,7 +135,10 @@ mod sys {
             })?
         };
         let from = from.as_socket().ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
-        let bytes: Vec<u8> = control.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let mut bytes = [0u8; 64];
+        for (chunk, w) in bytes.chunks_exact_mut(8).zip(control) {
+            chunk.copy_from_slice(&w.to_ne_bytes());
+        }
         Ok((n, from, stamp(&bytes[..controllen.min(bytes.len())])))
     }
 
@@ -146,7 +150,7 @@ mod sys {
             |b: &[u8], at: usize| -> Option<i32> { Some(i32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?)) };
         while c.len() >= CMSG_HEADER {
             let len = usize::try_from(word(c, 0)?).ok()?;
-            if len < CMSG_HEADER {
+            if len < CMSG_HEADER || len > c.len() {
                 return None;
             }
             if int(c, 8)? == libc::SOL_SOCKET && int(c, 12)? == libc::SCM_TIMESTAMPNS && len >= CMSG_HEADER + TIMESPEC {
@@ -154,7 +158,7 @@ mod sys {
                 let nanos = u32::try_from(word(c, CMSG_HEADER + 8)?).ok()?;
                 return SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
             }
-            c = c.get(len.next_multiple_of(8)..)?;
+            c = c.get(len.next_multiple_of(8).min(c.len())..)?;
         }
         None
     }
@@ -218,7 +222,7 @@ mod sys {
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
 mod sys {
     use super::*;
 

@@ -34,8 +34,9 @@ pub(crate) async fn recv_loop(
         tokio::select! {
             _ = shutdown.changed() => return,
             r = udp.readable() => if let Err(e) = r {
-                tracing::trace!(error = %e, "udp readiness error");
-                continue;
+                // The reactor is gone: so is the runtime.
+                tracing::debug!(error = %e, "udp readiness error");
+                return;
             },
         }
         for _ in 0..BURST {
