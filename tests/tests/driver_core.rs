@@ -192,12 +192,25 @@ impl World {
         done(self)
     }
 
+    /// Runs until every party is connected and able to send.
+    fn connect_all(&mut self) {
+        let ready =
+            self.run_until(Duration::from_secs(5), |w| w.parties.iter().all(|p| p.core.connection().can_send_audio()));
+        assert!(ready, "all connected and able to send");
+    }
+
+    /// Runs until party `i`'s flush is answered (everything it had to send
+    /// went out), for at most `limit`; whether it was.
+    fn run_until_flushed(&mut self, i: usize, limit: Duration) -> bool {
+        let (tx, mut flushed) = oneshot::channel();
+        self.parties[i].core.add_flush_waiter(tx);
+        self.run_until(limit, |_| flushed.try_recv().is_ok())
+    }
+
     fn connected_pair(dave: DavePolicy) -> (World, usize, usize) {
         let mut w = World::new(dave);
         let (a, b) = (w.add(10), w.add(20));
-        let ready =
-            w.run_until(Duration::from_secs(5), |w| w.parties.iter().all(|p| p.core.connection().can_send_audio()));
-        assert!(ready, "both connected and able to send");
+        w.connect_all();
         (w, a, b)
     }
 }
@@ -223,9 +236,7 @@ fn frames_leave_one_per_slot_on_an_absolute_schedule() {
     for f in &sent {
         w.parties[a].frames.try_send(f.clone()).unwrap();
     }
-    let (tx, mut flushed) = oneshot::channel();
-    w.parties[a].core.add_flush_waiter(tx);
-    assert!(w.run_until(Duration::from_secs(10), |_| flushed.try_recv().is_ok()), "flush answered");
+    assert!(w.run_until_flushed(a, Duration::from_secs(10)), "flush answered");
     let times = &w.parties[a].sent_at;
     assert_eq!(times.len(), 200);
     let gaps: Vec<Duration> = times.windows(2).map(|t| t[1] - t[0]).collect();
@@ -301,13 +312,10 @@ fn a_task_late_by_less_than_three_slots_sends_every_frame_without_a_burst() {
 fn audio_nobody_listens_to_is_counted_dropped_and_the_listener_hears_it_all() {
     let mut w = World::new(DavePolicy::Off);
     let (a, b, c) = (w.add(10), w.add(20), w.add_listening(30, false));
-    let ready = w.run_until(Duration::from_secs(5), |w| w.parties.iter().all(|p| p.core.connection().can_send_audio()));
-    assert!(ready, "all connected");
+    w.connect_all();
     let sent: Vec<Bytes> = (0..50).map(frame).collect();
     w.parties[a].core.play_source(Box::new(Looped::times(sent.clone(), 1)));
-    let (done, mut flushed) = oneshot::channel();
-    w.parties[a].core.add_flush_waiter(done);
-    assert!(w.run_until(Duration::from_secs(5), |_| flushed.try_recv().is_ok()), "played");
+    assert!(w.run_until_flushed(a, Duration::from_secs(5)), "played");
     w.run_until(Duration::from_millis(200), |_| false);
     assert_eq!(received(&mut w.parties[b]), sent);
     assert_eq!(w.parties[b].core.stats().audio_dropped, 0);
@@ -321,9 +329,7 @@ fn a_pulled_source_plays_without_the_queue() {
     let (mut w, a, b) = World::connected_pair(DavePolicy::Off);
     let frames: Vec<Bytes> = (0..10).map(frame).collect();
     w.parties[a].core.play_source(Box::new(Looped::times(frames.clone(), 3)));
-    let (tx, mut flushed) = oneshot::channel();
-    w.parties[a].core.add_flush_waiter(tx);
-    assert!(w.run_until(Duration::from_secs(5), |_| flushed.try_recv().is_ok()), "flush waits for the source");
+    assert!(w.run_until_flushed(a, Duration::from_secs(5)), "flush waits for the source");
     w.run_until(Duration::from_millis(200), |_| false);
     let expected: Vec<Bytes> = frames.iter().cycle().take(30).cloned().collect();
     assert_eq!(received(&mut w.parties[b]), expected);
