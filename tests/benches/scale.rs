@@ -24,8 +24,9 @@
 //! an endless loop of one 160-byte frame (64 kbit/s), from a source the
 //! driver pulls (`--queue`: through its frame sink; [`drive_call`]),
 //! starting at phases spread evenly over the 20 ms period. In the receive
-//! rows call 2k listens and call 2k+1 plays in guild k, so the server forwards every packet (re-encrypted) and the
-//! client receives and decrypts half of what it sends.
+//! rows call 2k listens and call 2k+1 plays in guild k, so the server
+//! forwards every packet (re-encrypted) and the client receives and
+//! decrypts half of what it sends.
 //!
 //! Columns of the table (the JSON lines hold more):
 //!

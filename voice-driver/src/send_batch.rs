@@ -55,7 +55,6 @@ impl SendBatch {
     }
 
     /// Whether datagrams are batched at all.
-    #[cfg(test)]
     pub(crate) fn is_batching(&self) -> bool {
         #[cfg(target_os = "linux")]
         return self.ring.is_some();

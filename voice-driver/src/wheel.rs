@@ -139,13 +139,16 @@ impl CallShared {
     }
 
     /// Asks the CPU to start loading what [`send_due`](Self::send_due)
-    /// reads first: the call's shared state (lock, core, connection) and
-    /// its socket. The wheel asks for the next call's while it sends the
-    /// current one's, so that a thousand calls' state, far larger than
-    /// the caches, is not read one cache miss at a time.
-    fn prefetch(&self) {
+    /// reads first: the call's shared state (lock, core, connection) and,
+    /// unless the datagram goes into the batch by descriptor, its socket.
+    /// The wheel asks for the next call's while it sends the current
+    /// one's, so that a thousand calls' state, far larger than the caches,
+    /// is not read one cache miss at a time.
+    fn prefetch(&self, batching: bool) {
         prefetch((self as *const Self).cast(), std::mem::size_of::<Self>());
-        prefetch((&*self.udp as *const dyn AsyncUdpSocket).cast(), 64);
+        if !(batching && self.fd.is_some()) {
+            prefetch((&*self.udp as *const dyn AsyncUdpSocket).cast(), 64);
+        }
     }
 
     /// Sends the frame of a due slot (queued in `batch` as `tag` when the
@@ -394,7 +397,7 @@ impl Wheel {
             let mut calls = due.drain(..).peekable();
             while let Some(call) = calls.next() {
                 if let Some(next) = calls.peek() {
-                    next.prefetch();
+                    next.prefetch(batch.is_batching());
                 }
                 let tag = back.len();
                 let outcome =
