@@ -86,6 +86,7 @@ OPTIONS:
     --bare-secs SECS      length of the bare seal-and-send loop, in three rounds (default 3)
     --plain-ws            voice gateway over ws:// instead of wss://
     --no-batch            one send system call per datagram (DriverConfig::batched_send off)
+    --wheel-threads       send wheels on threads of their own (DriverConfig::wheel_threads)
     --queue               play through each call's frame sink from a task of
                           its own, instead of a looped source the driver pulls
     --run                 run when started without cargo bench's --bench
@@ -117,6 +118,7 @@ struct Opts {
     bare: Duration,
     plain_ws: bool,
     no_batch: bool,
+    wheel_threads: bool,
     /// Feed audio through the frame sink (one producer task per call)
     /// instead of a source the driver pulls.
     queue: bool,
@@ -164,6 +166,7 @@ fn parse() -> Result<Opts, lexopt::Error> {
         bare: Duration::from_secs(3),
         plain_ws: false,
         no_batch: false,
+        wheel_threads: false,
         queue: false,
         endpoint: String::new(),
         udp_port: 0,
@@ -186,6 +189,7 @@ fn parse() -> Result<Opts, lexopt::Error> {
             Long("bare-secs") => o.bare = secs(&mut parser)?.max(Duration::from_millis(100)),
             Long("plain-ws") => o.plain_ws = true,
             Long("no-batch") => o.no_batch = true,
+            Long("wheel-threads") => o.wheel_threads = true,
             Long("queue") => o.queue = true,
             Long("role") => o.role = Some(parser.value()?.string()?),
             Long("endpoint") => o.endpoint = parser.value()?.string()?,
@@ -566,6 +570,7 @@ fn client_main(opts: &Opts) -> Res<()> {
     config.proto.max_dave_protocol_version = 0;
     config.proto.plain_ws = opts.plain_ws;
     config.batched_send = !opts.no_batch;
+    config.wheel_threads = opts.wheel_threads;
     config.join_timeout = Duration::from_secs(120);
     // Everything that is not a call is in this baseline.
     let rss_base = procfs::rss_kb()?;
@@ -812,6 +817,9 @@ fn row(opts: &Opts, calls: usize, receive: bool, bare_us: f64) -> Res<Value> {
     }
     if opts.no_batch {
         args.push("--no-batch".to_owned());
+    }
+    if opts.wheel_threads {
+        args.push("--wheel-threads".to_owned());
     }
     let mut client = Peer::spawn("client", &args)?;
     let joined = client.read()?;

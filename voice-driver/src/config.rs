@@ -49,6 +49,25 @@ pub struct DriverConfig {
     /// at a time, as with this off. On by default; read when a wheel
     /// starts (the first call of a configuration and its clones).
     pub batched_send: bool,
+    /// Run each send wheel on a thread of its own, sleeping on the system
+    /// clock, instead of as a task of the runtime. A thread wakes on time
+    /// however busy the runtime's workers are (with thousands of calls on
+    /// few cores, a task's tick waits behind whatever its worker runs);
+    /// at most one thread per core, started with the wheel's first call.
+    /// Off by default: calls then follow the runtime's clock, paused time
+    /// included. Read when a wheel starts, as `batched_send` is.
+    pub wheel_threads: bool,
+    /// On Linux, receive the calls' datagrams in the send wheel too: each
+    /// call's UDP socket is the driver's own, on no reactor, and the wheel
+    /// reads every socket that holds datagrams once a wake-up (an epoll set
+    /// asked without waiting, then one `recvmmsg` per socket). A datagram
+    /// then wakes no thread and no task: receiving costs the kernel's
+    /// receive path and the decryption, and a datagram is handed on at
+    /// most one wake-up (2 to 10 ms) after it arrived. The wheel wakes
+    /// every few ticks while it has calls, playing or not. Needs
+    /// `send_wheel`; elsewhere, or off, each call's task receives on the
+    /// runtime's socket. On by default; read when a wheel starts.
+    pub wheel_receive: bool,
     /// What clones share: the TLS configuration once built, and the
     /// connect limit.
     shared: Arc<Shared>,
@@ -77,6 +96,8 @@ impl Default for DriverConfig {
             tls_config: None,
             send_wheel: true,
             batched_send: true,
+            wheel_threads: false,
+            wheel_receive: true,
             shared: Arc::default(),
         }
     }
@@ -104,7 +125,14 @@ impl DriverConfig {
 
     /// A send wheel for a new call, shared by clones.
     pub(crate) fn wheel(&self, runtime: &Arc<dyn crate::Runtime>) -> Arc<crate::wheel::Wheel> {
-        self.shared.wheels.pick(runtime, self.batched_send)
+        self.shared.wheels.pick(
+            runtime,
+            crate::wheel::WheelMode {
+                batched: self.batched_send,
+                thread: self.wheel_threads,
+                receive: self.wheel_receive,
+            },
+        )
     }
 
     /// The limit on websockets opening at once, shared by clones.

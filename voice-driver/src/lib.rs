@@ -23,6 +23,7 @@ mod gateway;
 mod manager;
 pub mod ogg;
 pub mod pacing;
+mod recv_poll;
 pub mod runtime;
 mod send_batch;
 mod snapshot;

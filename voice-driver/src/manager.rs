@@ -15,7 +15,7 @@ use crate::error::{CallError, JoinError};
 use crate::gateway::{MainGateway, NoGateway};
 use crate::runtime::{AsyncUdpSocket, Runtime};
 use crate::task::{CallTask, TaskIo};
-use crate::wheel::CallShared;
+use crate::wheel::{CallShared, Udp};
 
 fn spawn_call(
     runtime: &Arc<dyn Runtime>,
@@ -24,8 +24,7 @@ fn spawn_call(
     config: &DriverConfig,
     gateway: Arc<dyn MainGateway>,
     tls: Arc<rustls::ClientConfig>,
-    udp: Box<dyn AsyncUdpSocket>,
-) -> Call {
+) -> std::io::Result<Call> {
     let mut proto = config.proto.clone();
     proto.guild_id = guild;
     proto.user_id = user;
@@ -52,7 +51,18 @@ fn spawn_call(
         ws_timeout: config.ws_connect_timeout,
         wheel: config.send_wheel.then(|| config.wheel(runtime)),
     };
-    let shared = Arc::new(CallShared::new(CallCore::new(conn, ch), udp));
+    // The wheel receives the call's datagrams where it can (its own socket,
+    // off the runtime's reactor); otherwise the call's task does.
+    let shared = match io.wheel.as_ref().and_then(|w| w.receive_socket()) {
+        Some((socket, key)) => {
+            let shared = Arc::new(CallShared::new(CallCore::new(conn, ch), Udp::Wheel(socket)));
+            if let Some(w) = &io.wheel {
+                w.fill_receiver(key, &shared);
+            }
+            shared
+        }
+        None => Arc::new(CallShared::new(CallCore::new(conn, ch), Udp::Runtime(bind_udp(&**runtime)?))),
+    };
     // Everything the call's task logs is in this span; channel and session
     // are filled in at each connection attempt. No token or key goes in.
     let span = tracing::info_span!(
@@ -64,7 +74,7 @@ fn spawn_call(
     );
     let task = CallTask::new(shared, io, cmd_rx, span.clone());
     runtime.spawn(Box::pin(tracing::Instrument::instrument(task.run(), span)));
-    Call {
+    Ok(Call {
         runtime: runtime.clone(),
         guild_id: guild,
         commands: cmd_tx,
@@ -72,7 +82,7 @@ fn spawn_call(
         frames: FrameSink::new(frame_tx),
         events: Arc::new(Mutex::new(Some(event_rx))),
         audio,
-    }
+    })
 }
 
 /// 64 random bits seeded by the OS (through std's hasher keys), without a
@@ -133,9 +143,8 @@ impl Manager {
         if let Some(c) = calls.get(&guild).filter(|c| c.is_alive()) {
             return Ok(c.clone());
         }
-        let udp = bind_udp(&*self.runtime)?;
         let (gateway, tls) = (self.gateway.clone(), self.tls.clone());
-        let call = spawn_call(&self.runtime, guild, self.user_id, &self.config, gateway, tls, udp);
+        let call = spawn_call(&self.runtime, guild, self.user_id, &self.config, gateway, tls)?;
         calls.insert(guild, call.clone());
         Ok(call)
     }
@@ -209,8 +218,8 @@ impl Manager {
 /// configuration (built once) and its limit on handshakes in flight.
 pub async fn connect(runtime: Arc<dyn Runtime>, info: ConnectionInfo, config: DriverConfig) -> Result<Call, JoinError> {
     let tls = config.tls().map_err(|e| JoinError::Tls(e.to_string()))?;
-    let udp = bind_udp(&*runtime).map_err(|e| JoinError::Io(e.to_string()))?;
-    let call = spawn_call(&runtime, info.guild_id, info.user_id, &config, Arc::new(NoGateway), tls, udp);
+    let call = spawn_call(&runtime, info.guild_id, info.user_id, &config, Arc::new(NoGateway), tls)
+        .map_err(|e| JoinError::Io(e.to_string()))?;
     call.join(info.channel_id).await.map_err(|_| JoinError::DriverGone)?;
     for event in info.gateway_events() {
         call.handle_gateway_event(event).await.map_err(|_| JoinError::DriverGone)?;

@@ -148,9 +148,6 @@ impl CallTask {
             let queued = std::mem::take(&mut self.ws_out);
             close_in_background(&self.io.runtime, ws, queued, 1000);
         }
-        if let Some(wheel) = &self.io.wheel {
-            wheel.release();
-        }
         tracing::debug!(guild = %shared.lock().core.connection().config().guild_id, "voice driver stopped");
     }
 
@@ -214,7 +211,10 @@ impl CallTask {
             }
         }
         self.send_deferred(g);
-        if let Poll::Ready(r) = RECV.with_borrow_mut(|buf| self.shared.udp.poll_recv_from(cx, buf)) {
+        // (A socket on no reactor is the wheel's to read.)
+        if let Some(udp) = self.shared.udp.runtime()
+            && let Poll::Ready(r) = RECV.with_borrow_mut(|buf| udp.poll_recv_from(cx, buf))
+        {
             return Poll::Ready(Input::Udp(r));
         }
         if !self.shared.in_wheel() && g.core.wants_frame() && g.core.poll_frame(cx, now).is_ready() {
@@ -291,7 +291,13 @@ impl CallTask {
                     g.core.handle_ws_failed(e.failure(), now);
                 }
             },
-            Input::Ws(m) => self.ws_message(g, m, now),
+            Input::Ws(m) => {
+                // Datagrams the wheel has not read yet came before this
+                // message (a packet of a user who has just left, say):
+                // handled first, in the order they came.
+                self.shared.receive_waiting(&mut g.core, now);
+                self.ws_message(g, m, now)
+            }
             Input::WsBroken => {
                 tracing::info!("voice websocket send failed or stalled");
                 self.drop_ws();
@@ -455,6 +461,18 @@ impl CallTask {
                 self.drop_ws();
                 g.core.handle_ws_close(None, now);
             }
+        }
+    }
+}
+
+impl Drop for CallTask {
+    /// However the task ends (the call closed, or its runtime dropped it),
+    /// the wheel stops watching the call's socket, before the socket
+    /// closes, and forgets the task as a user.
+    fn drop(&mut self) {
+        if let Some(wheel) = &self.io.wheel {
+            wheel.remove_receiver(&self.shared);
+            wheel.release();
         }
     }
 }

@@ -23,6 +23,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::core::CallCore;
+use crate::recv_poll::{self, Poller, RecvBufs};
 use crate::runtime::{AsyncUdpSocket, Runtime};
 use crate::send_batch::{Fd, SendBatch};
 
@@ -56,13 +57,87 @@ fn stride(calls: usize) -> u64 {
     [1, 2, 5].into_iter().find(|s| *s >= wanted).unwrap_or(MAX_STRIDE)
 }
 
+/// A call's UDP socket.
+#[derive(Debug)]
+pub(crate) enum Udp {
+    /// On the runtime's reactor: the call's task receives.
+    Runtime(Box<dyn AsyncUdpSocket>),
+    /// The driver's own (non-blocking, on no reactor): the wheel receives
+    /// ([`recv_poll`](crate::recv_poll)).
+    Wheel(std::net::UdpSocket),
+}
+
+impl Udp {
+    /// The socket the call's task receives from, if it does.
+    pub(crate) fn runtime(&self) -> Option<&dyn AsyncUdpSocket> {
+        match self {
+            Udp::Runtime(u) => Some(&**u),
+            Udp::Wheel(_) => None,
+        }
+    }
+
+    fn try_send(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Udp::Runtime(u) => u.try_send(bytes),
+            Udp::Wheel(u) => u.send(bytes),
+        }
+    }
+
+    fn try_send_to(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+        match self {
+            Udp::Runtime(u) => u.try_send_to(bytes, to),
+            Udp::Wheel(u) => u.send_to(bytes, to),
+        }
+    }
+
+    fn connect(&self, to: SocketAddr) -> std::io::Result<()> {
+        match self {
+            Udp::Runtime(u) => u.connect(to),
+            Udp::Wheel(u) => u.connect(to),
+        }
+    }
+
+    fn fd(&self) -> Option<Fd> {
+        match self {
+            #[cfg(unix)]
+            Udp::Runtime(u) => u.as_fd().map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd)),
+            #[cfg(not(unix))]
+            Udp::Runtime(_) => None,
+            Udp::Wheel(u) => std_fd(u),
+        }
+    }
+}
+
+/// A std socket's descriptor (none off Unix).
+fn std_fd(socket: &std::net::UdpSocket) -> Option<Fd> {
+    #[cfg(unix)]
+    return Some(std::os::fd::AsRawFd::as_raw_fd(socket));
+    #[cfg(not(unix))]
+    {
+        let _ = socket;
+        None
+    }
+}
+
+thread_local! {
+    /// Where a call's task reads the datagrams waiting for the wheel
+    /// ([`CallShared::receive_waiting`]), one set per thread.
+    static TASK_BUFS: std::cell::RefCell<RecvBufs> = std::cell::RefCell::new(RecvBufs::new());
+}
+
+/// No key in the wheel's receive poller.
+const NO_KEY: usize = usize::MAX;
+
 /// One call as its task and the wheel share it.
 #[derive(Debug)]
 pub(crate) struct CallShared {
     locked: Mutex<Locked>,
-    pub(crate) udp: Box<dyn AsyncUdpSocket>,
-    /// `udp`'s descriptor, for batched sends.
+    pub(crate) udp: Udp,
+    /// `udp`'s descriptor, for batched sends and the receive poller.
     fd: Option<Fd>,
+    /// The call's key in its wheel's receive poller ([`NO_KEY`]: none).
+    rx_key: AtomicUsize,
+
     task: Mutex<Option<Waker>>,
     in_wheel: AtomicBool,
     /// Batched sends that failed, not yet counted in the core's stats (the
@@ -81,15 +156,14 @@ pub(crate) struct Locked {
 }
 
 impl CallShared {
-    pub(crate) fn new(core: CallCore, udp: Box<dyn AsyncUdpSocket>) -> Self {
-        #[cfg(unix)]
-        let fd = udp.as_fd().map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd));
-        #[cfg(not(unix))]
-        let fd = None;
+    pub(crate) fn new(core: CallCore, udp: Udp) -> Self {
+        let fd = udp.fd();
         CallShared {
             locked: Mutex::new(Locked { core, peer: None, armed: None }),
             udp,
             fd,
+            rx_key: AtomicUsize::new(NO_KEY),
+
             task: Mutex::new(None),
             in_wheel: AtomicBool::new(false),
             send_errors: AtomicUsize::new(0),
@@ -146,8 +220,8 @@ impl CallShared {
     /// is not read one cache miss at a time.
     fn prefetch(&self, batching: bool) {
         prefetch((self as *const Self).cast(), std::mem::size_of::<Self>());
-        if !(batching && self.fd.is_some()) {
-            prefetch((&*self.udp as *const dyn AsyncUdpSocket).cast(), 64);
+        if let (false, Udp::Runtime(udp)) = (batching && self.fd.is_some(), &self.udp) {
+            prefetch((&**udp as *const dyn AsyncUdpSocket).cast(), 64);
         }
     }
 
@@ -192,6 +266,56 @@ impl CallShared {
         }
     }
 
+    /// Hands the datagrams waiting on the call's socket to its core (the
+    /// wheel's poller said there are some), and wakes the call's task if
+    /// that gave it something to do.
+    fn receive_due(&self, now: Instant, bufs: &mut RecvBufs) {
+        let Some(fd) = self.fd else { return };
+        // Busy: the poller reports the socket again next tick.
+        let mut g = match self.locked.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::WouldBlock) => return,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let Locked { core, armed, .. } = &mut *g;
+        if let Err(e) = recv_poll::recv_burst(fd, bufs, |from, d| core.handle_datagram(from, d, now)) {
+            tracing::debug!(error = %e, "udp receive error");
+        }
+        // The task's timer is set for `armed`: it must hear of outputs and
+        // of any deadline now nearer than that (one later costs it an early
+        // wake-up only).
+        let nearer = match (core.deadline_while_flowing(), *armed) {
+            (Some(d), Some(a)) => d < a,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if core.has_io() || nearer {
+            drop(g);
+            self.wake_task();
+        }
+    }
+
+    /// Hands the datagrams waiting on a socket the wheel reads to `core`
+    /// now, from the call's task (which holds the lock), so that they are
+    /// handled before the websocket message it is about to handle.
+    pub(crate) fn receive_waiting(&self, core: &mut CallCore, now: Instant) {
+        let (Udp::Wheel(_), Some(fd)) = (&self.udp, self.fd) else { return };
+        TASK_BUFS.with_borrow_mut(|bufs| {
+            // Bounded: a socket flooded faster than it is read cannot hold
+            // the task here.
+            for _ in 0..4 {
+                match recv_poll::recv_burst(fd, bufs, |from, d| core.handle_datagram(from, d, now)) {
+                    Ok(n) if n == recv_poll::BURST => {}
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp receive error");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
     /// Hands the call back to its task.
     fn leave_wheel(&self) {
         self.in_wheel.store(false, Ordering::Release);
@@ -232,6 +356,19 @@ enum Outcome {
 /// and fewer wheels mean fewer wake-ups.
 const CALLS_PER_WHEEL: usize = 1000;
 
+/// How a configuration's wheels run (from [`DriverConfig`]).
+///
+/// [`DriverConfig`]: crate::DriverConfig
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WheelMode {
+    /// Sends batched ([`DriverConfig::batched_send`](crate::DriverConfig::batched_send)).
+    pub(crate) batched: bool,
+    /// On threads of their own ([`DriverConfig::wheel_threads`](crate::DriverConfig::wheel_threads)).
+    pub(crate) thread: bool,
+    /// Receiving the calls' datagrams ([`DriverConfig::wheel_receive`](crate::DriverConfig::wheel_receive)).
+    pub(crate) receive: bool,
+}
+
 /// The wheels of a configuration: up to one per core, started as calls
 /// need them, filled in turn.
 #[derive(Debug, Default)]
@@ -245,15 +382,15 @@ pub(crate) struct Wheels {
 impl Wheels {
     /// A wheel for a new call, started on `runtime` when first needed (or
     /// again, when the runtime it ran on went away).
-    pub(crate) fn pick(&self, runtime: &Arc<dyn Runtime>, batched: bool) -> Arc<Wheel> {
+    pub(crate) fn pick(&self, runtime: &Arc<dyn Runtime>, mode: WheelMode) -> Arc<Wheel> {
         let mut wheels = self.wheels.lock().unwrap_or_else(PoisonError::into_inner);
         let max = *self.cores.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
         let i = (self.next.fetch_add(1, Ordering::Relaxed) / CALLS_PER_WHEEL) % max;
         while wheels.len() <= i {
-            wheels.push(Wheel::start(runtime, batched));
+            wheels.push(Wheel::start(runtime, mode));
         }
         if !wheels[i].alive.load(Ordering::Acquire) {
-            wheels[i] = Wheel::start(runtime, batched);
+            wheels[i] = Wheel::start(runtime, mode);
         }
         wheels[i].acquire()
     }
@@ -278,6 +415,9 @@ pub(crate) struct Wheel {
     users: AtomicUsize,
     /// The task runs (false once it ended or its runtime dropped it).
     alive: AtomicBool,
+    /// Where the calls' sockets are watched for datagrams, if the wheel
+    /// receives.
+    poller: Option<Poller>,
 }
 
 #[derive(Debug)]
@@ -288,22 +428,53 @@ struct WheelState {
     /// The last tick processed.
     done: u64,
     calls: usize,
+    /// The calls the wheel receives for, by their poller key (`None`: a
+    /// free key, or one reserved for a call being made).
+    receivers: Vec<Option<Arc<CallShared>>>,
+    free_keys: Vec<usize>,
+    /// Keys in use.
+    receiving: usize,
     /// The task's waker: adding a call or the last user leaving wakes it.
     task: Option<Waker>,
 }
 
 impl Wheel {
-    fn start(runtime: &Arc<dyn Runtime>, batched: bool) -> Arc<Self> {
+    fn start(runtime: &Arc<dyn Runtime>, mode: WheelMode) -> Arc<Self> {
+        // A thread sleeps on the system clock, and its calls' slots must be
+        // on the same clock.
+        let epoch = if mode.thread { Instant::now() } else { runtime.now() };
         let state = WheelState {
-            epoch: runtime.now(),
+            epoch,
             buckets: std::array::from_fn(|_| Vec::new()),
             done: 0,
             calls: 0,
+            receivers: Vec::new(),
+            free_keys: Vec::new(),
+            receiving: 0,
             task: None,
         };
-        let wheel =
-            Arc::new(Wheel { state: Mutex::new(state), users: AtomicUsize::new(1), alive: AtomicBool::new(true) });
-        runtime.spawn(Box::pin(wheel.clone().run(runtime.clone(), batched)));
+        let poller = if mode.receive {
+            Poller::new().inspect_err(|e| tracing::debug!(error = %e, "calls receive from their tasks")).ok()
+        } else {
+            None
+        };
+        let wheel = Arc::new(Wheel {
+            state: Mutex::new(state),
+            users: AtomicUsize::new(1),
+            alive: AtomicBool::new(true),
+            poller,
+        });
+        if mode.thread {
+            let w = wheel.clone();
+            let spawned = std::thread::Builder::new()
+                .name("voice-send-wheel".to_owned())
+                .spawn(move || w.run_on_thread(mode.batched));
+            match spawned {
+                Ok(_) => return wheel,
+                Err(e) => tracing::warn!(error = %e, "no thread for the send wheel: it runs as a task"),
+            }
+        }
+        runtime.spawn(Box::pin(wheel.clone().run(runtime.clone(), mode.batched)));
         wheel
     }
 
@@ -333,6 +504,69 @@ impl Wheel {
         self.alive.load(Ordering::Acquire)
     }
 
+    /// A socket for a new call whose datagrams this wheel will receive,
+    /// already watched under the returned key (give the call to
+    /// [`fill_receiver`](Self::fill_receiver)); `None` if the wheel does
+    /// not receive (the call's task does then, on the runtime's socket).
+    pub(crate) fn receive_socket(&self) -> Option<(std::net::UdpSocket, usize)> {
+        let poller = self.poller.as_ref().filter(|_| self.is_alive())?;
+        let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .inspect_err(|e| tracing::debug!(error = %e, "no socket of the driver's own"))
+            .ok()?;
+        let fd = std_fd(&socket)?;
+        let mut s = self.lock();
+        let key = s.free_keys.pop().unwrap_or_else(|| {
+            s.receivers.push(None);
+            s.receivers.len() - 1
+        });
+        match poller.add(fd, key as u64) {
+            Ok(()) => {
+                s.receiving += 1;
+                Some((socket, key))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "epoll_ctl add failed: the call receives from its task");
+                s.free_keys.push(key);
+                None
+            }
+        }
+    }
+
+    /// The call whose socket [`receive_socket`](Self::receive_socket)
+    /// watches under `key`.
+    pub(crate) fn fill_receiver(&self, key: usize, call: &Arc<CallShared>) {
+        call.rx_key.store(key, Ordering::Release);
+        let mut s = self.lock();
+        if let Some(slot) = s.receivers.get_mut(key) {
+            *slot = Some(call.clone());
+        }
+        // The wheel may be idle: it polls from now on.
+        if let Some(w) = s.task.take() {
+            w.wake();
+        }
+    }
+
+    /// The call ends: its socket is watched no more (before it is closed).
+    pub(crate) fn remove_receiver(&self, call: &CallShared) {
+        let key = call.rx_key.swap(NO_KEY, Ordering::AcqRel);
+        if key == NO_KEY {
+            return;
+        }
+        let taken = {
+            let mut s = self.lock();
+            let taken = s.receivers.get_mut(key).and_then(Option::take);
+            if let (Some(poller), Some(fd)) = (&self.poller, call.fd) {
+                poller.remove(fd);
+            }
+            s.free_keys.push(key);
+            s.receiving -= 1;
+            taken
+        };
+        // The call dropped outside the wheel's lock.
+        drop(taken);
+    }
+
     /// Hands `call` to the wheel, its next slot at `slot`.
     pub(crate) fn add(&self, call: &Arc<CallShared>, slot: Instant) {
         if !self.is_alive() || call.in_wheel.swap(true, Ordering::AcqRel) {
@@ -348,95 +582,206 @@ impl Wheel {
         }
     }
 
+    /// The wheel as a task of the runtime: it sleeps on the runtime's timer
+    /// (and clock) between wake-ups.
     async fn run(self: Arc<Self>, runtime: Arc<dyn Runtime>, batched: bool) {
         // Whatever ends the task (its runtime dropping it, a panic), the
         // calls it holds go back to their tasks.
         let _guard = HandBack(self.clone());
         let mut timer = runtime.new_timer(runtime.now() + TICK);
-        let mut due: Vec<Arc<CallShared>> = Vec::new();
-        let mut back: Vec<(Arc<CallShared>, Outcome)> = Vec::new();
         let mut armed_at: Option<Instant> = None;
-        let mut batch = SendBatch::new(batched);
+        let mut turn = Turn::new(batched);
         loop {
             // Sleep to the next tick that has calls, or until one arrives.
-            let stop = std::future::poll_fn(|cx| {
-                let mut s = self.lock();
-                s.task = Some(cx.waker().clone());
-                if s.calls == 0 {
+            let stop = std::future::poll_fn(|cx| match self.next_wake(cx.waker()) {
+                Next::Stop => std::task::Poll::Ready(true),
+                Next::Idle => {
                     armed_at = None;
-                    return if self.users.load(Ordering::Acquire) == 0 {
-                        std::task::Poll::Ready(true)
-                    } else {
-                        std::task::Poll::Pending
-                    };
+                    std::task::Poll::Pending
                 }
-                let at = s.next_busy_tick();
-                if armed_at != Some(at) {
-                    armed_at = Some(at);
-                    timer.as_mut().reset(at);
+                Next::At(at) => {
+                    if armed_at != Some(at) {
+                        armed_at = Some(at);
+                        timer.as_mut().reset(at);
+                    }
+                    timer.as_mut().poll(cx).map(|()| false)
                 }
-                drop(s);
-                timer.as_mut().poll(cx).map(|()| false)
             })
             .await;
             if stop {
                 return;
             }
             armed_at = None;
-            let now = runtime.now();
-            let mut s = self.lock();
-            let now_tick = s.tick_of(now);
-            // Late by more than a period: every bucket is due once.
-            let from = s.done.max(now_tick.saturating_sub(BUCKETS as u64 - 1)) + 1;
-            for tick in from..=now_tick {
-                let b = (tick % BUCKETS as u64) as usize;
-                due.append(&mut s.buckets[b]);
-            }
-            s.done = s.done.max(now_tick);
-            drop(s);
-            let mut calls = due.drain(..).peekable();
-            while let Some(call) = calls.next() {
-                if let Some(next) = calls.peek() {
-                    next.prefetch(batch.is_batching());
-                }
-                let tag = back.len();
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.send_due(now, &mut batch, tag)))
-                        .unwrap_or_else(|_| {
-                            // A source that panicked (say): its call's task
-                            // takes over and meets the same fate there.
-                            tracing::error!("a call's send panicked in the send wheel");
-                            Outcome::Leave
-                        });
-                back.push((call, outcome));
-                if batch.is_full() {
-                    flush(&mut batch, &back);
-                }
-            }
-            flush(&mut batch, &back);
-            // Calls go back to their tasks once their last frame is out: a
-            // task may connect the socket elsewhere or send on it.
-            for (call, _) in back.iter().filter(|(_, o)| matches!(o, Outcome::Leave)) {
-                call.leave_wheel();
-            }
-            let mut s = self.lock();
-            let retry = now + TICK;
-            for (call, outcome) in back.iter() {
-                let slot = match outcome {
-                    Outcome::Keep(slot) => *slot,
-                    Outcome::Busy => retry,
-                    Outcome::Leave => {
-                        s.calls -= 1;
-                        continue;
-                    }
-                };
-                let b = s.bucket(slot);
-                s.buckets[b].push(call.clone());
-            }
-            drop(s);
-            // Calls dropped here, outside the wheel's lock.
-            back.clear();
+            self.turn(runtime.now(), &mut turn);
         }
+    }
+
+    /// The wheel on a thread of its own: it sleeps on the system clock
+    /// between wake-ups, and wakes on time however busy the runtime's
+    /// workers are.
+    fn run_on_thread(self: Arc<Self>, batched: bool) {
+        let _guard = HandBack(self.clone());
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut turn = Turn::new(batched);
+        loop {
+            match self.next_wake(&waker) {
+                Next::Stop => return,
+                Next::Idle => std::thread::park(),
+                Next::At(at) => match at.checked_duration_since(Instant::now()) {
+                    Some(wait) if !wait.is_zero() => std::thread::park_timeout(wait),
+                    _ => self.turn(Instant::now(), &mut turn),
+                },
+            }
+        }
+    }
+
+    /// Registers `waker` (adding a call or the last user leaving wakes it)
+    /// and says when the next wake-up is due.
+    fn next_wake(&self, waker: &Waker) -> Next {
+        let mut s = self.lock();
+        if !s.task.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            s.task = Some(waker.clone());
+        }
+        if s.calls > 0 || s.receiving > 0 {
+            Next::At(s.next_busy_tick())
+        } else if self.users.load(Ordering::Acquire) == 0 {
+            Next::Stop
+        } else {
+            Next::Idle
+        }
+    }
+
+    /// One wake-up's work: sends the frames of every bucket that came due
+    /// by `now` and files each call under its next slot.
+    fn turn(&self, now: Instant, t: &mut Turn) {
+        self.send(now, t);
+        self.receive(now, t);
+    }
+
+    /// Reads every datagram waiting for the calls the wheel receives for.
+    fn receive(&self, now: Instant, t: &mut Turn) {
+        let Some(poller) = &self.poller else { return };
+        if let Err(e) = poller.ready(&mut t.keys) {
+            tracing::debug!(error = %e, "epoll_wait failed");
+            return;
+        }
+        if t.keys.is_empty() {
+            return;
+        }
+        {
+            let s = self.lock();
+            let calls = t.keys.iter().filter_map(|k| s.receivers.get(usize::try_from(*k).ok()?)?.clone());
+            t.due.extend(calls);
+        }
+        for call in t.due.drain(..) {
+            let bufs = &mut t.bufs;
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.receive_due(now, bufs))).is_ok();
+            if !handled {
+                tracing::error!("a call's receive panicked in the send wheel");
+            }
+        }
+    }
+
+    /// Sends the due frames.
+    fn send(&self, now: Instant, t: &mut Turn) {
+        let Turn { due, back, batch, .. } = t;
+        let mut s = self.lock();
+        let now_tick = s.tick_of(now);
+        // Late by more than a period: every bucket is due once.
+        let from = s.done.max(now_tick.saturating_sub(BUCKETS as u64 - 1)) + 1;
+        for tick in from..=now_tick {
+            let b = (tick % BUCKETS as u64) as usize;
+            due.append(&mut s.buckets[b]);
+        }
+        s.done = s.done.max(now_tick);
+        drop(s);
+        let mut calls = due.drain(..).peekable();
+        while let Some(call) = calls.next() {
+            if let Some(next) = calls.peek() {
+                next.prefetch(batch.is_batching());
+            }
+            let tag = back.len();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.send_due(now, batch, tag)))
+                .unwrap_or_else(|_| {
+                    // A source that panicked (say): its call's task
+                    // takes over and meets the same fate there.
+                    tracing::error!("a call's send panicked in the send wheel");
+                    Outcome::Leave
+                });
+            back.push((call, outcome));
+            if batch.is_full() {
+                flush(batch, back);
+            }
+        }
+        flush(batch, back);
+        // Calls go back to their tasks once their last frame is out: a
+        // task may connect the socket elsewhere or send on it.
+        for (call, _) in back.iter().filter(|(_, o)| matches!(o, Outcome::Leave)) {
+            call.leave_wheel();
+        }
+        let mut s = self.lock();
+        let retry = now + TICK;
+        for (call, outcome) in back.iter() {
+            let slot = match outcome {
+                Outcome::Keep(slot) => *slot,
+                Outcome::Busy => retry,
+                Outcome::Leave => {
+                    s.calls -= 1;
+                    continue;
+                }
+            };
+            let b = s.bucket(slot);
+            s.buckets[b].push(call.clone());
+        }
+        drop(s);
+        // Calls dropped here, outside the wheel's lock.
+        back.clear();
+    }
+}
+
+/// When a wheel wakes next.
+enum Next {
+    /// At this tick.
+    At(Instant),
+    /// When a call arrives.
+    Idle,
+    /// Never: it holds no call and nobody can hand it one.
+    Stop,
+}
+
+/// What a wheel's wake-ups reuse.
+struct Turn {
+    due: Vec<Arc<CallShared>>,
+    back: Vec<(Arc<CallShared>, Outcome)>,
+    batch: SendBatch,
+    /// The poller's ready keys.
+    keys: Vec<u64>,
+    bufs: RecvBufs,
+}
+
+impl Turn {
+    fn new(batched: bool) -> Self {
+        Turn {
+            due: Vec::new(),
+            back: Vec::new(),
+            batch: SendBatch::new(batched),
+            keys: Vec::new(),
+            bufs: RecvBufs::new(),
+        }
+    }
+}
+
+/// Wakes a wheel's thread.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -459,11 +804,19 @@ struct HandBack(Arc<Wheel>);
 impl Drop for HandBack {
     fn drop(&mut self) {
         self.0.alive.store(false, Ordering::Release);
-        let calls: Vec<Arc<CallShared>> = {
+        let (calls, deaf): (Vec<Arc<CallShared>>, Vec<Arc<CallShared>>) = {
             let mut s = self.0.lock();
             s.calls = 0;
-            s.buckets.iter_mut().flat_map(std::mem::take).collect()
+            let deaf = s.receivers.iter_mut().filter_map(Option::take).collect();
+            (s.buckets.iter_mut().flat_map(std::mem::take).collect(), deaf)
         };
+        if !deaf.is_empty() {
+            // Their sockets are on no reactor: nothing reads them now.
+            tracing::error!(calls = deaf.len(), "the send wheel ended: its calls receive no more audio");
+        }
+        for c in &deaf {
+            self.0.remove_receiver(c);
+        }
         for c in calls {
             c.leave_wheel();
         }
@@ -481,12 +834,15 @@ impl WheelState {
 
     /// The tick to wake at: the first after the last one processed whose
     /// bucket has calls, but no sooner than [`stride`] ticks on (the
-    /// buckets passed on the way are sent then, a little late).
+    /// buckets passed on the way are sent then, a little late); with calls
+    /// to receive for, every stride.
     fn next_busy_tick(&self) -> Instant {
         let first_busy = (1..=BUCKETS as u64)
             .find(|d| !self.buckets[((self.done + d) % BUCKETS as u64) as usize].is_empty())
             .unwrap_or(1);
-        self.at_tick(self.done + first_busy.max(stride(self.calls)))
+        let stride = stride(self.calls.max(self.receiving));
+        // Receiving, the wheel looks at its sockets every stride.
+        self.at_tick(self.done + if self.receiving > 0 { stride } else { first_busy.max(stride) })
     }
 
     /// The bucket of the tick `slot` falls in (rounded up, so that

@@ -56,7 +56,7 @@ pub fn on_async_std<F: Future<Output = ()>>(scenario: impl FnOnce(Rt) -> F) {
     let runtime = voice_async_std::AsyncIoRuntime::with_spawner(|f| {
         async_std::task::spawn(f);
     });
-    let rt = Rt { runtime: Arc::new(runtime) };
+    let rt = Rt { runtime: Arc::new(runtime), task_receive: false };
     async_std::task::block_on(rt.clone().guard(scenario(rt)));
 }
 
@@ -64,7 +64,9 @@ pub fn on_async_std<F: Future<Output = ()>>(scenario: impl FnOnce(Rt) -> F) {
 /// executor (run by its own threads, not by `block_on`).
 pub fn on_smol<F: Future<Output = ()>>(scenario: impl FnOnce(Rt) -> F) {
     let runtime = voice_async_std::AsyncIoRuntime::with_spawner(|f| smol::spawn(f).detach());
-    let rt = Rt { runtime: Arc::new(runtime) };
+    // Under smol the calls receive from their own tasks (the wheel's
+    // receive off), so that both receive paths run every scenario.
+    let rt = Rt { runtime: Arc::new(runtime), task_receive: true };
     smol::block_on(rt.clone().guard(scenario(rt)));
 }
 
@@ -72,13 +74,15 @@ pub fn on_smol<F: Future<Output = ()>>(scenario: impl FnOnce(Rt) -> F) {
 #[derive(Debug, Clone)]
 pub struct Rt {
     runtime: Arc<dyn Runtime>,
+    /// Bots' calls receive from their tasks (`DriverConfig::wheel_receive` off).
+    task_receive: bool,
 }
 
 impl Rt {
     /// Calls on `TokioRuntime`, from inside a tokio runtime (the scenarios
     /// under a time limit; the soak bench without one).
     pub fn tokio() -> Rt {
-        Rt { runtime: Arc::new(voice_tokio::TokioRuntime) }
+        Rt { runtime: Arc::new(voice_tokio::TokioRuntime), task_receive: false }
     }
 
     /// The seam, for `Manager::new` and `connect`.
@@ -245,6 +249,7 @@ pub fn bot_with(rt: &Rt, server: &Mock, user: u64, tweak: impl FnOnce(&mut Drive
     let user = Snowflake(user);
     let (tx, mut rx) = mpsc::unbounded_channel::<UpdateVoiceState>();
     let mut config = driver_config(server);
+    config.wheel_receive = !rt.task_receive;
     tweak(&mut config);
     let manager = Arc::new(Manager::new(rt.runtime(), user, tx, config).expect("manager"));
     let op4 = Arc::new(Mutex::new(Vec::new()));
