@@ -125,6 +125,21 @@ thread_local! {
     static TASK_BUFS: std::cell::RefCell<RecvBufs> = std::cell::RefCell::new(RecvBufs::new());
 }
 
+/// Hands up to `bursts` bursts of the datagrams waiting on `fd` to
+/// `core`, stopping at the first burst that is not full.
+fn read_bursts(fd: Fd, bufs: &mut RecvBufs, core: &mut CallCore, now: Instant, bursts: usize) {
+    for _ in 0..bursts {
+        match recv_poll::recv_burst(fd, bufs, |from, d| core.handle_datagram(from, d, now)) {
+            Ok(n) if n == recv_poll::BURST => {}
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive error");
+                break;
+            }
+        }
+    }
+}
+
 /// No key in the wheel's receive poller.
 const NO_KEY: usize = usize::MAX;
 
@@ -278,9 +293,8 @@ impl CallShared {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         };
         let Locked { core, armed, .. } = &mut *g;
-        if let Err(e) = recv_poll::recv_burst(fd, bufs, |from, d| core.handle_datagram(from, d, now)) {
-            tracing::debug!(error = %e, "udp receive error");
-        }
+        // One burst: what is left the poller reports again next tick.
+        read_bursts(fd, bufs, core, now, 1);
         // The task's timer is set for `armed`: it must hear of outputs and
         // of any deadline now nearer than that (one later costs it an early
         // wake-up only).
@@ -300,20 +314,9 @@ impl CallShared {
     /// handled before the websocket message it is about to handle.
     pub(crate) fn receive_waiting(&self, core: &mut CallCore, now: Instant) {
         let (Udp::Wheel(_), Some(fd)) = (&self.udp, self.fd) else { return };
-        TASK_BUFS.with_borrow_mut(|bufs| {
-            // Bounded: a socket flooded faster than it is read cannot hold
-            // the task here.
-            for _ in 0..4 {
-                match recv_poll::recv_burst(fd, bufs, |from, d| core.handle_datagram(from, d, now)) {
-                    Ok(n) if n == recv_poll::BURST => {}
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "udp receive error");
-                        break;
-                    }
-                }
-            }
-        });
+        // Bounded: a socket flooded faster than it is read cannot hold the
+        // task here.
+        TASK_BUFS.with_borrow_mut(|bufs| read_bursts(fd, bufs, core, now, 4));
     }
 
     /// Hands the call back to its task.
