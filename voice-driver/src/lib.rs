@@ -16,6 +16,7 @@
 //! in. Channels are `tokio::sync`'s, which run on any executor.
 
 mod call;
+mod call_shared;
 mod config;
 mod core;
 mod error;

@@ -9,13 +9,13 @@ use voice_proto::wire::Snowflake;
 use voice_proto::{ConnectionInfo, GatewayEvent, VoiceConnection};
 
 use crate::call::{Call, CallState, FrameSink};
+use crate::call_shared::{CallShared, UDP_BIND, Udp};
 use crate::config::DriverConfig;
 use crate::core::{AudioOut, CallCore, Channels};
 use crate::error::{CallError, JoinError};
 use crate::gateway::{MainGateway, NoGateway};
-use crate::runtime::{AsyncUdpSocket, Runtime};
+use crate::runtime::Runtime;
 use crate::task::{CallTask, TaskIo};
-use crate::wheel::{CallShared, Udp};
 
 fn spawn_call(
     runtime: &Arc<dyn Runtime>,
@@ -61,7 +61,7 @@ fn spawn_call(
             }
             shared
         }
-        None => Arc::new(CallShared::new(CallCore::new(conn, ch), Udp::Runtime(bind_udp(&**runtime)?))),
+        None => Arc::new(CallShared::new(CallCore::new(conn, ch), Udp::Runtime(runtime.bind_udp(UDP_BIND)?))),
     };
     // Everything the call's task logs is in this span; channel and session
     // are filled in at each connection attempt. No token or key goes in.
@@ -92,10 +92,6 @@ fn os_random() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x5eed);
     h.finish()
-}
-
-fn bind_udp(runtime: &dyn Runtime) -> std::io::Result<Box<dyn AsyncUdpSocket>> {
-    runtime.bind_udp((std::net::Ipv4Addr::UNSPECIFIED, 0).into())
 }
 
 /// Voice calls of one bot, by guild.

@@ -24,11 +24,12 @@ use tokio::sync::mpsc;
 use voice_proto::wire::{WsFrame, WsMessage};
 
 use crate::call::Command;
+use crate::call_shared::{CallShared, Locked};
 use crate::core::Io;
 use crate::error::ConnectError;
 use crate::gateway::MainGateway;
 use crate::runtime::{AsyncTimer, BoxFuture, Runtime, timeout};
-use crate::wheel::{CallShared, Locked, Wheel};
+use crate::wheel::Wheel;
 use crate::ws::{self, WsStream};
 
 /// Longest datagram read (Discord's are under 1,500 bytes).
