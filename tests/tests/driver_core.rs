@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
+use voice_driver::queue;
 use voice_driver::{AudioOut, CallCore, CallState, Channels, Io, Looped, ReceivedAudio};
 use voice_mock::{ConnId, DavePolicy, MockServer, ServerConfig, ServerOutput};
 use voice_proto::wire::Snowflake;
@@ -24,8 +25,8 @@ struct Party {
     user: Snowflake,
     addr: SocketAddr,
     ws: Option<ConnId>,
-    frames: mpsc::Sender<Bytes>,
-    audio: mpsc::Receiver<ReceivedAudio>,
+    frames: queue::Sender<Bytes>,
+    audio: queue::Receiver<ReceivedAudio>,
     /// When each of this party's audio datagrams went out.
     sent_at: Vec<Instant>,
     /// The task is stalled: it is not polled (time goes on).
@@ -59,10 +60,10 @@ impl World {
         config.seed = user.get();
         let mut conn = VoiceConnection::new(config, self.now);
         conn.join(CHANNEL, self.now);
-        let (frames_tx, frames) = mpsc::channel(500);
-        let (events, _events_rx) = mpsc::channel(64);
+        let (frames_tx, frames) = queue::bounded(500);
+        let (events, _events_rx) = queue::bounded(64);
         let audio = std::sync::Arc::new(AudioOut::new(2000));
-        let audio_rx = if listening { audio.take_receiver().expect("first take") } else { mpsc::channel(1).1 };
+        let audio_rx = if listening { audio.take_receiver().expect("first take") } else { queue::bounded(1).1 };
         let (state, _) = watch::channel(CallState::new());
         let core = CallCore::new(conn, Channels::new(frames, events, audio, state));
         let addr = SocketAddr::from(([198, 51, 100, 1 + i as u8], 40000));

@@ -4,11 +4,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use voice_proto::wire::Snowflake;
 use voice_proto::{DisconnectReason, Event, GatewayEvent, Mode, SpeakingFlags, State, Stats};
 
 use crate::error::{CallError, ConnectFailure, JoinError, OggError, TrySendError};
+use crate::queue;
 use crate::runtime::{Runtime, timeout};
 use crate::source::FrameSource;
 
@@ -138,11 +139,11 @@ pub(crate) enum Command {
 /// one per 20 ms on an absolute schedule. Bounded: `send` waits for room.
 #[derive(Debug, Clone)]
 pub struct FrameSink {
-    tx: mpsc::Sender<Bytes>,
+    tx: queue::Sender<Bytes>,
 }
 
 impl FrameSink {
-    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> Self {
+    pub(crate) fn new(tx: queue::Sender<Bytes>) -> Self {
         FrameSink { tx }
     }
 
@@ -156,8 +157,8 @@ impl FrameSink {
     /// from a stopped driver (give up).
     pub fn try_send(&self, frame: impl Into<Bytes>) -> Result<(), TrySendError> {
         self.tx.try_send(frame.into()).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(f) => TrySendError::Full(f),
-            mpsc::error::TrySendError::Closed(f) => TrySendError::DriverGone(f),
+            queue::TrySendError::Full(f) => TrySendError::Full(f),
+            queue::TrySendError::Closed(f) => TrySendError::DriverGone(f),
         })
     }
 
@@ -172,8 +173,8 @@ impl FrameSink {
     }
 
     /// Queues one frame from a thread that is not an async task (an
-    /// encoder's thread, say), blocking while the queue is full. Panics if
-    /// called from within an async runtime's task, as blocking there would.
+    /// encoder's thread, say), blocking while the queue is full. Not for
+    /// an async runtime's task: it would block the runtime's worker.
     pub fn blocking_send(&self, frame: impl Into<Bytes>) -> Result<(), CallError> {
         self.tx.blocking_send(frame.into()).map_err(|_| CallError::DriverGone)
     }
@@ -186,10 +187,10 @@ impl FrameSink {
 pub struct Call {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) guild_id: Snowflake,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: queue::Sender<Command>,
     pub(crate) state: watch::Receiver<CallState>,
     pub(crate) frames: FrameSink,
-    pub(crate) events: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
+    pub(crate) events: Arc<Mutex<Option<queue::Receiver<Event>>>>,
     pub(crate) audio: Arc<crate::core::AudioOut>,
 }
 
@@ -409,14 +410,14 @@ impl Call {
     }
 
     /// Takes the event stream (once; later calls get `None`).
-    pub fn take_events(&self) -> Option<mpsc::Receiver<Event>> {
+    pub fn take_events(&self) -> Option<queue::Receiver<Event>> {
         self.events.lock().ok()?.take()
     }
 
     /// Takes the stream of received audio (once; later calls get `None`).
     /// The stream starts here: audio that arrived before the first call is
     /// not kept (a call nobody listens to buffers none).
-    pub fn take_audio(&self) -> Option<mpsc::Receiver<ReceivedAudio>> {
+    pub fn take_audio(&self) -> Option<queue::Receiver<ReceivedAudio>> {
         self.audio.take_receiver()
     }
 
@@ -488,7 +489,7 @@ mod tests {
 
     #[test]
     fn try_send_tells_a_full_queue_from_a_stopped_driver() {
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx) = queue::bounded(1);
         let sink = FrameSink::new(tx);
         sink.try_send(vec![1u8]).unwrap();
         let full = sink.try_send(&b"\x02"[..]).unwrap_err();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use voice_proto::wire::{WsFrame, WsMessage};
 use voice_proto::{
     Datagram, Event, GatewayEvent, Output, ReconnectReason, State, UpdateVoiceState, VoiceConnection, VoicePacket,
@@ -27,6 +27,7 @@ use voice_proto::{
 use crate::call::{CallState, CallStats, Command, ReceivedAudio};
 use crate::error::ConnectFailure;
 use crate::pacing::Pacer;
+use crate::queue;
 use crate::snapshot::{CallSnapshot, History};
 use crate::source::FrameSource;
 
@@ -36,11 +37,12 @@ use crate::source::FrameSource;
 const ARENA_BLOCK: usize = 4 * 1024;
 
 /// The channels between a call's driver and its [`Call`](crate::Call)
-/// handles. `tokio::sync` channels: they run on any executor.
+/// handles: the driver's [`queue`]s and a `tokio::sync` watch, which run
+/// on any executor.
 #[derive(Debug)]
 pub struct Channels {
-    pub(crate) frames: mpsc::Receiver<Bytes>,
-    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) frames: queue::Receiver<Bytes>,
+    pub(crate) events: queue::Sender<Event>,
     pub(crate) audio: Arc<AudioOut>,
     pub(crate) state: watch::Sender<CallState>,
 }
@@ -49,8 +51,8 @@ impl Channels {
     /// The driver's ends: the frame queue it reads, where events and
     /// received audio go, and the state it publishes.
     pub fn new(
-        frames: mpsc::Receiver<Bytes>,
-        events: mpsc::Sender<Event>,
+        frames: queue::Receiver<Bytes>,
+        events: queue::Sender<Event>,
         audio: Arc<AudioOut>,
         state: watch::Sender<CallState>,
     ) -> Self {
@@ -58,15 +60,14 @@ impl Channels {
     }
 }
 
-/// Where a call's received audio goes: a bounded channel, made when the
+/// Where a call's received audio goes: a bounded [`queue`], made when the
 /// application first asks for it. A call nobody listens to holds no
-/// channel (a tokio channel reserves room for 32 messages up front), and
-/// its audio is dropped as it arrives, counted in
+/// queue, and its audio is dropped as it arrives, counted in
 /// [`CallStats::audio_dropped`] as audio a full channel drops is.
 #[derive(Debug)]
 pub struct AudioOut {
     capacity: usize,
-    tx: std::sync::OnceLock<mpsc::Sender<ReceivedAudio>>,
+    tx: std::sync::OnceLock<queue::Sender<ReceivedAudio>>,
 }
 
 impl AudioOut {
@@ -76,10 +77,10 @@ impl AudioOut {
     }
 
     /// Makes the channel and gives its receiving end, once; `None` after.
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<ReceivedAudio>> {
+    pub fn take_receiver(&self) -> Option<queue::Receiver<ReceivedAudio>> {
         let mut rx = None;
         self.tx.get_or_init(|| {
-            let (tx, r) = mpsc::channel(self.capacity);
+            let (tx, r) = queue::bounded(self.capacity);
             rx = Some(r);
             tx
         });
@@ -220,8 +221,8 @@ impl CallCore {
         }
         match self.ch.frames.try_recv() {
             Ok(f) => self.offer_frame(Some(f), now),
-            Err(mpsc::error::TryRecvError::Empty) => return false,
-            Err(mpsc::error::TryRecvError::Disconnected) => self.offer_frame(None, now),
+            Err(queue::TryRecvError::Empty) => return false,
+            Err(queue::TryRecvError::Disconnected) => self.offer_frame(None, now),
         }
         true
     }

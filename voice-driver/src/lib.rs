@@ -13,7 +13,9 @@
 //!
 //! Applications use an adapter: `voice-tokio` or `voice-async-std` (smol,
 //! async-std), which re-export this crate's API with their runtime filled
-//! in. Channels are `tokio::sync`'s, which run on any executor.
+//! in. The queues between a call and its handles are the driver's own
+//! ([`queue`]); the state watch and replies are `tokio::sync`'s. Both run
+//! on any executor.
 
 mod call;
 mod call_shared;
@@ -24,6 +26,7 @@ mod gateway;
 mod manager;
 pub mod ogg;
 pub mod pacing;
+pub mod queue;
 mod recv_poll;
 pub mod runtime;
 mod send_batch;

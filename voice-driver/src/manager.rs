@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use voice_proto::wire::Snowflake;
 use voice_proto::{ConnectionInfo, GatewayEvent, VoiceConnection};
 
@@ -14,6 +14,7 @@ use crate::config::DriverConfig;
 use crate::core::{AudioOut, CallCore, Channels};
 use crate::error::{CallError, JoinError};
 use crate::gateway::{MainGateway, NoGateway};
+use crate::queue;
 use crate::runtime::Runtime;
 use crate::task::{CallTask, TaskIo};
 
@@ -37,9 +38,9 @@ fn spawn_call(
         proto.unix_ms_at_start = u64::try_from(unix.as_millis()).unwrap_or(0);
     }
     let conn = VoiceConnection::new(proto, runtime.now());
-    let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    let (frame_tx, frame_rx) = mpsc::channel(config.frame_capacity.max(1));
-    let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
+    let (cmd_tx, cmd_rx) = queue::bounded(16);
+    let (frame_tx, frame_rx) = queue::bounded(config.frame_capacity);
+    let (event_tx, event_rx) = queue::bounded(config.event_capacity);
     let audio = Arc::new(AudioOut::new(config.receive_capacity));
     let (state_tx, state_rx) = watch::channel(CallState::new());
     let ch = Channels { frames: frame_rx, events: event_tx, audio: audio.clone(), state: state_tx };

@@ -20,7 +20,6 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{self, Message};
 use futures_util::{Sink, Stream};
 use rustls::ClientConfig;
-use tokio::sync::mpsc;
 use voice_proto::wire::{WsFrame, WsMessage};
 
 use crate::call::Command;
@@ -28,6 +27,7 @@ use crate::call_shared::{CallShared, Locked};
 use crate::core::Io;
 use crate::error::ConnectError;
 use crate::gateway::MainGateway;
+use crate::queue;
 use crate::runtime::{AsyncTimer, BoxFuture, Runtime, timeout};
 use crate::wheel::Wheel;
 use crate::ws::{self, WsStream};
@@ -61,7 +61,7 @@ pub(crate) struct TaskIo {
 pub(crate) struct CallTask {
     shared: Arc<CallShared>,
     io: TaskIo,
-    commands: mpsc::Receiver<Command>,
+    commands: queue::Receiver<Command>,
     commands_open: bool,
     ws: Option<WsStream>,
     ws_out: VecDeque<Message>,
@@ -103,7 +103,7 @@ impl CallTask {
     pub(crate) fn new(
         shared: Arc<CallShared>,
         io: TaskIo,
-        commands: mpsc::Receiver<Command>,
+        commands: queue::Receiver<Command>,
         span: tracing::Span,
     ) -> Self {
         let now = io.runtime.now();

@@ -22,6 +22,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::call_shared::{CallShared, NO_KEY, Outcome, UDP_BIND, std_fd};
+use crate::queue::Unpark;
 use crate::recv_poll::{Poller, RecvBufs};
 use crate::runtime::Runtime;
 use crate::send_batch::SendBatch;
@@ -474,19 +475,6 @@ impl Turn {
             keys: Vec::new(),
             bufs: RecvBufs::new(),
         }
-    }
-}
-
-/// Wakes a wheel's thread.
-struct Unpark(std::thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
     }
 }
 

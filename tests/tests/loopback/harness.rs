@@ -303,7 +303,7 @@ fn is_silence(p: &ReceivedAudio) -> bool {
 /// the runtime's timer).
 pub async fn collect(
     rt: &Rt,
-    rx: &mut mpsc::Receiver<ReceivedAudio>,
+    rx: &mut voice_driver::queue::Receiver<ReceivedAudio>,
     n: usize,
     timeout: Duration,
 ) -> Vec<ReceivedAudio> {
