@@ -127,8 +127,8 @@ fn io_failure(e: &std::io::Error) -> ConnectFailure {
     if e.kind() == std::io::ErrorKind::ConnectionRefused {
         return ConnectFailure::Refused;
     }
-    // futures-rustls reports handshake failures as an io::Error around
-    // the rustls error.
+    // TLS failures come as an io::Error around the rustls error
+    // (`tls::connect`).
     match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         Some(tls) => ConnectFailure::Tls(tls.to_string()),
         None => ConnectFailure::Other(e.to_string()),

@@ -33,6 +33,7 @@ mod send_batch;
 mod snapshot;
 mod source;
 mod task;
+mod tls;
 mod wheel;
 mod ws;
 mod ws_upgrade;

@@ -1,5 +1,5 @@
 //! Opening the voice websocket over the runtime's TCP stream: TLS
-//! (rustls, through futures-rustls) for `wss`, then the upgrade
+//! ([`tls`](crate::tls): rustls, unbuffered) for `wss`, then the upgrade
 //! ([`ws_upgrade`](crate::ws_upgrade)), then frames (async-tungstenite). The
 //! same code on every runtime.
 
@@ -47,7 +47,7 @@ async fn connect_inner(
     let tcp = runtime.connect_tcp(target.host.clone(), target.port).await?;
     let mut io: Box<dyn ByteStream> = if target.tls {
         let name = ServerName::try_from(target.host.clone()).map_err(|_| ConnectError::BadHost(target.host.clone()))?;
-        Box::new(futures_rustls::TlsConnector::from(tls).connect(name, tcp).await?)
+        Box::new(crate::tls::connect(tls, name, tcp).await?)
     } else {
         tcp
     };
