@@ -33,6 +33,9 @@ use crate::runtime::ByteStream;
 /// The scratch buffer's size: room for a whole record of the largest size
 /// TLS allows (16 KiB of payload plus header and expansion).
 const SCRATCH: usize = 18 * 1024;
+/// The most received TLS data kept waiting for the rest of a record
+/// (rustls allows handshake messages of up to 64 KiB).
+const MAX_INCOMING: usize = 128 * 1024;
 /// Plaintext accepted per write: one record's worth.
 const MAX_WRITE: usize = 16 * 1024;
 
@@ -217,37 +220,48 @@ impl TlsStream {
     /// Reads TCP once and processes what came; `false` at the end of the
     /// TCP stream.
     fn poll_read_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        SCRATCH_BUF.with_borrow_mut(|scratch| {
-            if scratch.len() < SCRATCH {
-                scratch.resize(SCRATCH, 0);
-            }
-            let n = ready!(Pin::new(&mut *self.io).poll_read(cx, scratch))?;
-            if n == 0 {
-                return Poll::Ready(Ok(false));
-            }
-            if !self.incoming.is_empty() {
-                // Behind what rustls kept: append, then process it all.
-                self.incoming.extend_from_slice(&scratch[..n]);
-                self.process_incoming(Write::Nothing)?;
-                return Poll::Ready(Ok(true));
-            }
-            let (mut written, mut close_sent) = (0, self.close_sent);
-            let (discard, stop) = Self::process(
-                &mut self.conn,
-                &mut scratch[..n],
-                &mut self.plaintext,
-                &mut self.outgoing,
-                Write::Nothing,
-                &mut written,
-                &mut close_sent,
-            )?;
-            // The rest is part of a record: the call keeps it.
-            self.incoming.extend_from_slice(&scratch[discard..n]);
-            if stop == Stop::Closed {
-                self.eof = true;
-            }
-            Poll::Ready(Ok(true))
+        SCRATCH_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.poll_read_into(cx, &mut scratch),
+            // Only a poll within a poll on one thread finds it taken.
+            Err(_) => self.poll_read_into(cx, &mut Vec::new()),
         })
+    }
+
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, scratch: &mut Vec<u8>) -> Poll<io::Result<bool>> {
+        if scratch.len() < SCRATCH {
+            scratch.resize(SCRATCH, 0);
+        }
+        let n = ready!(Pin::new(&mut *self.io).poll_read(cx, scratch))?;
+        if n == 0 {
+            return Poll::Ready(Ok(false));
+        }
+        if !self.incoming.is_empty() {
+            // Behind what rustls kept: append, then process it all. rustls
+            // refuses records and handshake messages past its limits long
+            // before this one.
+            if self.incoming.len() + n > MAX_INCOMING {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: record too large")));
+            }
+            self.incoming.extend_from_slice(&scratch[..n]);
+            self.process_incoming(Write::Nothing)?;
+            return Poll::Ready(Ok(true));
+        }
+        let (mut written, mut close_sent) = (0, self.close_sent);
+        let (discard, stop) = Self::process(
+            &mut self.conn,
+            &mut scratch[..n],
+            &mut self.plaintext,
+            &mut self.outgoing,
+            Write::Nothing,
+            &mut written,
+            &mut close_sent,
+        )?;
+        // The rest is part of a record: the call keeps it.
+        self.incoming.extend_from_slice(&scratch[discard..n]);
+        if stop == Stop::Closed {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(true))
     }
 
     /// Writes `outgoing` to TCP until it is empty.
@@ -690,6 +704,25 @@ mod tests {
         server.join().unwrap();
         let tls = err.get_ref().and_then(|e| e.downcast_ref::<TlsError>());
         assert!(matches!(tls, Some(TlsError::InvalidCertificate(_))), "{err:?}");
+    }
+
+    #[test]
+    fn garbage_from_the_server_is_a_typed_error() {
+        // Bytes that are no TLS record, in pieces: the handshake fails
+        // with rustls's error, whatever the pieces' sizes.
+        for chunk in [1, 5, 4096] {
+            let err = run(
+                &[&rustls::version::TLS13],
+                chunk,
+                |s| {
+                    let garbage: Vec<u8> =
+                        (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+                    s.sock.write_all(&garbage).unwrap();
+                },
+                async |s| s.err().map(|e| (e.kind(), e.get_ref().is_some_and(|e| e.is::<TlsError>()))),
+            );
+            assert_eq!(err, Some((io::ErrorKind::InvalidData, true)), "reads of {chunk}");
+        }
     }
 
     #[test]
