@@ -52,7 +52,9 @@ pub struct DriverConfig {
     /// Run each send wheel on a thread of its own, sleeping on the system
     /// clock, instead of as a task of the runtime. A thread wakes on time
     /// however busy the runtime's workers are (with thousands of calls on
-    /// few cores, a task's tick waits behind whatever its worker runs);
+    /// few cores, a task's tick waits behind whatever its worker runs; an
+    /// application that blocks its only worker for 300 ms stops a task's
+    /// audio for as long, and not a thread's);
     /// at most one thread per core, started with the wheel's first call.
     /// Off by default: calls then follow the runtime's clock, paused time
     /// included. Read when a wheel starts, as `batched_send` is.
