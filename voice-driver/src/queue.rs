@@ -198,13 +198,14 @@ pub struct Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let (items, waiting) = {
+        let (items, waiting, own) = {
             let mut s = self.shared.lock();
             s.receiver_alive = false;
-            (std::mem::take(&mut s.items), std::mem::take(&mut s.senders_waiting))
+            (std::mem::take(&mut s.items), std::mem::take(&mut s.senders_waiting), s.receiver.take())
         };
-        // Queued items are dropped outside the lock.
-        drop(items);
+        // Queued items and the receiver's own waker are dropped outside
+        // the lock (senders that live on must not keep its task alive).
+        drop((items, own));
         waiting.into_iter().for_each(Waker::wake);
     }
 }

@@ -489,7 +489,11 @@ fn close_in_background(runtime: &Arc<dyn Runtime>, mut ws: WsStream, queued: Vec
             for m in queued {
                 ws.feed(m).await?;
             }
-            ws.close(Some(frame)).await
+            ws.close(Some(frame)).await?;
+            // The websocket's close flushes only: TLS's close_notify and
+            // TCP's FIN come from closing the stream itself.
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut **ws.get_mut()).poll_close(cx)).await?;
+            Ok::<(), tungstenite::Error>(())
         })
         .await;
     }));

@@ -38,6 +38,9 @@ const SCRATCH: usize = 18 * 1024;
 const MAX_INCOMING: usize = 128 * 1024;
 /// Plaintext accepted per write: one record's worth.
 const MAX_WRITE: usize = 16 * 1024;
+/// TCP reads one poll of the reader makes, at most, when none brings
+/// plaintext.
+const READ_PASSES: usize = 16;
 
 thread_local! {
     /// Where TCP is read into. One per thread: a read and the processing
@@ -60,6 +63,8 @@ pub(crate) struct TlsStream {
     /// The peer closed (close_notify or end of the TCP stream).
     eof: bool,
     close_sent: bool,
+    /// A TLS error ended the stream: every later poll fails.
+    failed: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -110,6 +115,7 @@ pub(crate) async fn connect(
         out_at: 0,
         eof: false,
         close_sent: false,
+        failed: false,
     };
     std::future::poll_fn(|cx| s.poll_handshake(cx)).await?;
     Ok(s)
@@ -149,15 +155,20 @@ impl TlsStream {
         loop {
             let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut buf[discarded..]);
             let state = state.map_err(tls_error)?;
+            // Records decrypted in place add their own discard (none in
+            // rustls 0.23 yet, which decrypts into buffers of its own).
+            let mut records_discard = 0;
             let stop = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
-                        plaintext.extend_from_slice(record.map_err(tls_error)?.payload);
+                        let record = record.map_err(tls_error)?;
+                        records_discard += record.discard;
+                        plaintext.extend_from_slice(record.payload);
                     }
                     None
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    append(outgoing, |out| {
+                    append(outgoing, 0, |out| {
                         encode.encode(out).map_err(|e| match e {
                             EncodeError::InsufficientSize(s) => Some(s.required_size),
                             _ => None,
@@ -176,11 +187,13 @@ impl TlsStream {
                     match write {
                         Write::Nothing => {}
                         Write::Data(data) => {
-                            append(outgoing, |out| traffic.encrypt(data, out).map_err(insufficient))?;
+                            // Room for the records' headers and tags, so that one try
+                            // does (rustls asks for more when it splits records).
+                            append(outgoing, data.len() + 64, |out| traffic.encrypt(data, out).map_err(insufficient))?;
                             *written = data.len();
                         }
                         Write::CloseNotify => {
-                            append(outgoing, |out| traffic.queue_close_notify(out).map_err(insufficient))?;
+                            append(outgoing, 64, |out| traffic.queue_close_notify(out).map_err(insufficient))?;
                             *close_sent = true;
                         }
                     }
@@ -189,7 +202,7 @@ impl TlsStream {
                 ConnectionState::PeerClosed | ConnectionState::Closed => Some(Stop::Closed),
                 _ => return Err(io::Error::other("TLS: unexpected connection state")),
             };
-            discarded += discard;
+            discarded += discard + records_discard;
             if let Some(stop) = stop {
                 return Ok((discarded, stop));
             }
@@ -210,11 +223,25 @@ impl TlsStream {
         )?;
         self.close_sent = close_sent;
         self.incoming.drain(..discard);
-        release_if_empty(&mut self.incoming);
         if stop == Stop::Closed {
+            // Nothing after close_notify is read.
             self.eof = true;
+            self.incoming.clear();
         }
+        trim(&mut self.incoming);
         Ok(stop)
+    }
+
+    /// Notes that `r` failed the stream for good.
+    fn check<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn failed_error() -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, "TLS: the stream failed earlier")
     }
 
     /// Reads TCP once and processes what came; `false` at the end of the
@@ -233,35 +260,52 @@ impl TlsStream {
         }
         let n = ready!(Pin::new(&mut *self.io).poll_read(cx, scratch))?;
         if n == 0 {
+            if !self.incoming.is_empty() {
+                // The stream was cut inside a record.
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
             return Poll::Ready(Ok(false));
         }
+        let result = self.process_read(&mut scratch[..n]);
+        // Records are decrypted where they lie: no call's plaintext stays
+        // in the thread's buffer.
+        scratch[..n].fill(0);
+        result?;
+        Poll::Ready(Ok(true))
+    }
+
+    /// Processes `n` bytes just read into `scratch`.
+    fn process_read(&mut self, scratch: &mut [u8]) -> io::Result<()> {
+        let n = scratch.len();
         if !self.incoming.is_empty() {
             // Behind what rustls kept: append, then process it all. rustls
             // refuses records and handshake messages past its limits long
             // before this one.
             if self.incoming.len() + n > MAX_INCOMING {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: record too large")));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: record too large"));
             }
-            self.incoming.extend_from_slice(&scratch[..n]);
+            self.incoming.extend_from_slice(scratch);
             self.process_incoming(Write::Nothing)?;
-            return Poll::Ready(Ok(true));
+            return Ok(());
         }
         let (mut written, mut close_sent) = (0, self.close_sent);
         let (discard, stop) = Self::process(
             &mut self.conn,
-            &mut scratch[..n],
+            scratch,
             &mut self.plaintext,
             &mut self.outgoing,
             Write::Nothing,
             &mut written,
             &mut close_sent,
         )?;
-        // The rest is part of a record: the call keeps it.
-        self.incoming.extend_from_slice(&scratch[discard..n]);
         if stop == Stop::Closed {
+            // Nothing after close_notify is read.
             self.eof = true;
+        } else {
+            // The rest is part of a record: the call keeps it.
+            self.incoming.extend_from_slice(&scratch[discard..n]);
         }
-        Poll::Ready(Ok(true))
+        Ok(())
     }
 
     /// Writes `outgoing` to TCP until it is empty.
@@ -275,7 +319,7 @@ impl TlsStream {
         }
         self.outgoing.clear();
         self.out_at = 0;
-        release_if_empty(&mut self.outgoing);
+        trim(&mut self.outgoing);
         Poll::Ready(Ok(()))
     }
 }
@@ -289,9 +333,12 @@ fn insufficient(e: EncryptError) -> Option<usize> {
 
 /// Appends what `f` writes into the spare room it is given, growing the
 /// room to the size `f` asks for when it is too small.
-fn append(out: &mut Vec<u8>, mut f: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>) -> io::Result<()> {
+fn append(
+    out: &mut Vec<u8>,
+    mut room: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> io::Result<()> {
     let start = out.len();
-    let mut room = 0;
     loop {
         out.resize(start + room, 0);
         match f(&mut out[start..]) {
@@ -308,16 +355,33 @@ fn append(out: &mut Vec<u8>, mut f: impl FnMut(&mut [u8]) -> Result<usize, Optio
     }
 }
 
-fn release_if_empty(buf: &mut Vec<u8>) {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = Vec::new();
+/// Releases a drained buffer, and most of one that holds far less than
+/// its capacity (a large record once, a few bytes now).
+fn trim(buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        if buf.capacity() > 0 {
+            *buf = Vec::new();
+        }
+    } else if buf.capacity() > 1024 && buf.capacity() > 4 * buf.len() {
+        buf.shrink_to(buf.len());
     }
 }
 
 impl AsyncRead for TlsStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        loop {
+        if this.failed {
+            return Poll::Ready(Err(Self::failed_error()));
+        }
+        for _ in 0..READ_PASSES {
+            // What the records read asked to send (an alert, say) goes out
+            // when the socket takes it; the read does not wait for that.
+            if this.out_at < this.outgoing.len() {
+                let r = this.poll_write_out(cx);
+                if let Poll::Ready(Err(e)) = r {
+                    return Poll::Ready(Err(e));
+                }
+            }
             if this.plain_at < this.plaintext.len() {
                 let n = buf.len().min(this.plaintext.len() - this.plain_at);
                 buf[..n].copy_from_slice(&this.plaintext[this.plain_at..this.plain_at + n]);
@@ -325,29 +389,31 @@ impl AsyncRead for TlsStream {
                 if this.plain_at == this.plaintext.len() {
                     this.plaintext.clear();
                     this.plain_at = 0;
-                    release_if_empty(&mut this.plaintext);
+                    trim(&mut this.plaintext);
                 }
                 return Poll::Ready(Ok(n));
             }
             if this.eof || buf.is_empty() {
                 return Poll::Ready(Ok(0));
             }
-            if !ready!(this.poll_read_tls(cx))? {
+            let read = ready!(this.poll_read_tls(cx));
+            if !this.check(read)? {
                 this.eof = true;
             }
-            // Records read may have asked for an answer (a key update):
-            // it goes out now if the socket takes it, else with the next
-            // write.
-            if this.out_at < this.outgoing.len() && this.poll_write_out(cx)?.is_pending() {
-                // Stays queued; the read goes on.
-            }
         }
+        // Records without data (tickets, empty records) kept coming: let
+        // other tasks run, and read on at the next poll.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
 impl AsyncWrite for TlsStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(Self::failed_error()));
+        }
         ready!(this.poll_write_out(cx))?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -357,7 +423,7 @@ impl AsyncWrite for TlsStream {
         }
         let data = &buf[..buf.len().min(MAX_WRITE)];
         let (mut written, mut close_sent) = (0, this.close_sent);
-        let (discard, stop) = Self::process(
+        let processed = Self::process(
             &mut this.conn,
             &mut this.incoming,
             &mut this.plaintext,
@@ -365,9 +431,10 @@ impl AsyncWrite for TlsStream {
             Write::Data(data),
             &mut written,
             &mut close_sent,
-        )?;
+        );
+        let (discard, stop) = this.check(processed)?;
         this.incoming.drain(..discard);
-        release_if_empty(&mut this.incoming);
+        trim(&mut this.incoming);
         if stop == Stop::Closed {
             this.eof = true;
         }
@@ -389,11 +456,17 @@ impl AsyncWrite for TlsStream {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.close_sent {
+        if !this.close_sent && !this.failed {
             ready!(this.poll_write_out(cx))?;
-            // A peer that closed first gets our close_notify all the same,
-            // when rustls can still send one.
-            let _ = this.process_incoming(Write::CloseNotify);
+            // A peer that closed first gets our close_notify all the same:
+            // rustls tells of the peer's close once, before it offers the
+            // write again.
+            for _ in 0..2 {
+                match this.process_incoming(Write::CloseNotify) {
+                    Ok(Stop::Closed) if !this.close_sent => continue,
+                    _ => break,
+                }
+            }
             this.close_sent = true;
         }
         ready!(this.poll_write_out(cx))?;
@@ -723,6 +796,55 @@ mod tests {
             );
             assert_eq!(err, Some((io::ErrorKind::InvalidData, true)), "reads of {chunk}");
         }
+    }
+
+    #[test]
+    fn a_stream_cut_inside_a_record_fails_and_stays_failed() {
+        let (first, second) = run(
+            &[&rustls::version::TLS13],
+            1 << 16,
+            |s| {
+                while s.conn.is_handshaking() {
+                    s.conn.complete_io(&mut s.sock).unwrap();
+                }
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock).unwrap();
+                }
+                s.conn.writer().write_all(&pattern(2000)).unwrap();
+                let mut record = Vec::new();
+                s.conn.write_tls(&mut record).unwrap();
+                s.sock.write_all(&record[..record.len() / 2]).unwrap();
+            },
+            async |s| {
+                let mut s = s.unwrap();
+                let mut buf = [0u8; 100];
+                let first = std::future::poll_fn(|cx| Pin::new(&mut s).poll_read(cx, &mut buf)).await;
+                let second = std::future::poll_fn(|cx| Pin::new(&mut s).poll_read(cx, &mut buf)).await;
+                (first.map_err(|e| e.kind()), second.map_err(|e| e.kind()))
+            },
+        );
+        assert_eq!(first, Err(io::ErrorKind::UnexpectedEof));
+        assert_eq!(second, Err(io::ErrorKind::InvalidData));
+    }
+
+    #[test]
+    fn no_plaintext_stays_in_the_threads_buffer() {
+        let secret = b"session 0123456789abcdef token";
+        let got = run(
+            &[&rustls::version::TLS13],
+            1 << 16,
+            |s| {
+                s.write_all(secret).unwrap();
+                s.flush().unwrap();
+            },
+            async |s| read_up_to(&mut s.unwrap(), secret.len()).await,
+        );
+        assert_eq!(got, secret);
+        // The client ran on this thread: its scratch buffer was used.
+        SCRATCH_BUF.with_borrow(|scratch| {
+            assert_eq!(scratch.len(), SCRATCH);
+            assert!(scratch.iter().all(|b| *b == 0));
+        });
     }
 
     #[test]
